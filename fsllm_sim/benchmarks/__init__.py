@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`, `fsllm-sim bench`): each prints ratios measured side by side in one run."""

@@ -1,0 +1,21 @@
+"""`make bench` / `fsllm-sim bench`: run the selected benchmarks one after another."""
+from __future__ import annotations
+
+import importlib
+import time
+
+BENCHMARKS = {
+    "fading": "fsllm_sim.benchmarks.fading",
+    "solvers": "fsllm_sim.benchmarks.solvers",
+    "training": "fsllm_sim.benchmarks.training",
+}
+
+
+def run_benchmarks(which: list[str]) -> int:
+    names = list(BENCHMARKS) if "all" in which else which
+    for name in names:
+        print(f"\n=== benchmark: {name} ===", flush=True)
+        start = time.perf_counter()
+        importlib.import_module(BENCHMARKS[name]).main()
+        print(f"({name}: {time.perf_counter() - start:.1f} s)", flush=True)
+    return 0

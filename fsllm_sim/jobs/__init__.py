@@ -1,0 +1,1 @@
+"""Top-level jobs behind the CLI commands (run, optimize, calibrate)."""

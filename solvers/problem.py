@@ -1,0 +1,318 @@
+"""The joint allocation problem of spec section 5 as plain arrays, its solution, and its objective.
+
+``Problem`` holds everything a solver may look at; ``evaluate`` scores any allocation with the
+objective of spec section 4 (via :mod:`fsllm_sim.delay`), so every method is judged by one function.
+Clients are indexed k = 0..K-1; an assignment is a vector over subchannels holding the client index
+that uses it, or -1 when it is unused (this encodes OFDMA exclusivity by construction).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from channel_models.ofdma import client_rates_bps
+from fsllm_sim.convergence import ConvergenceModel
+from fsllm_sim.delay import DelayBreakdown, delay_breakdown
+from fsllm_sim.errors import SolverError
+
+# Relative slack on power constraints, so an allocation that meets a cap to rounding is accepted.
+POWER_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class SplitRankProfile:
+    """Per-(split, rank) costs of one mini-batch iteration, from the training engine or the analytic model.
+
+    Arrays are indexed ``[split_index, rank_index]`` over ``splits`` (ℓ values) and ``ranks`` (r values).
+    ``client_memory_bytes`` is optional; when given, pairs that exceed a client's memory are infeasible.
+    """
+
+    splits: np.ndarray
+    ranks: np.ndarray
+    client_forward_flops: np.ndarray
+    client_backward_flops: np.ndarray
+    server_flops: np.ndarray
+    activation_bits: np.ndarray
+    adapter_bits: np.ndarray
+    client_memory_bytes: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        splits = np.asarray(self.splits, dtype=int)
+        ranks = np.asarray(self.ranks, dtype=int)
+        object.__setattr__(self, "splits", splits)
+        object.__setattr__(self, "ranks", ranks)
+        shape = (splits.size, ranks.size)
+        for name in ("client_forward_flops", "client_backward_flops", "server_flops", "activation_bits",
+                     "adapter_bits", "client_memory_bytes"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=float)
+            if arr.shape != shape:
+                raise SolverError(f"profile.{name} has shape {arr.shape}, expected (len(splits), len(ranks)) = {shape}")
+            if np.any(~np.isfinite(arr)) or np.any(arr < 0):
+                raise SolverError(f"profile.{name} must be finite and >= 0")
+            object.__setattr__(self, name, arr)
+        if splits.size == 0 or ranks.size == 0:
+            raise SolverError("profile needs at least one split and one rank")
+
+    def index(self, split: int, rank: int) -> tuple[int, int]:
+        si = np.flatnonzero(self.splits == split)
+        ri = np.flatnonzero(self.ranks == rank)
+        if si.size == 0:
+            raise SolverError(f"split={split} is not in the profile's splits {self.splits.tolist()}")
+        if ri.size == 0:
+            raise SolverError(f"rank={rank} is not in the profile's ranks {self.ranks.tolist()}")
+        return int(si[0]), int(ri[0])
+
+
+def _vector(name: str, value, length: int, positive: bool = True) -> np.ndarray:
+    arr = np.broadcast_to(np.asarray(value, dtype=float), (length,)).copy() if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+    if arr.shape != (length,):
+        raise SolverError(f"{name} has shape {arr.shape}, expected ({length},)")
+    if np.any(~np.isfinite(arr)) or (np.any(arr <= 0) if positive else np.any(arr < 0)):
+        raise SolverError(f"{name} must be finite and {'> 0' if positive else '>= 0'}")
+    return arr
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One instance of the optimisation problem (spec section 5), all in SI units.
+
+    ``server_flops_per_s`` is the main-server speed each client sees after sharing (scalar or length K);
+    ``p_max_w`` is the per-client cap, applied on each band separately; ``p_total_s_w`` / ``p_total_f_w``
+    are optional caps on the sum of all clients' powers on a band.
+    """
+
+    gain_s: np.ndarray
+    gain_f: np.ndarray
+    bandwidth_s_hz: np.ndarray
+    bandwidth_f_hz: np.ndarray
+    noise_psd_w_per_hz: float
+    p_max_w: np.ndarray
+    local_iterations: int
+    device_flops_per_s: np.ndarray
+    server_flops_per_s: np.ndarray
+    downlink_rate_bps: np.ndarray
+    broadcast_rate_bps: float
+    aggregation_time_s: float
+    profile: SplitRankProfile
+    convergence: ConvergenceModel
+    p_total_s_w: Optional[float] = None
+    p_total_f_w: Optional[float] = None
+    min_split: int = 1
+    client_memory_limit_bytes: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        gain_s = np.asarray(self.gain_s, dtype=float)
+        gain_f = np.asarray(self.gain_f, dtype=float)
+        if gain_s.ndim != 2 or gain_f.ndim != 2 or gain_s.shape[0] != gain_f.shape[0]:
+            raise SolverError(f"gain_s {gain_s.shape} and gain_f {gain_f.shape} must be K×M and K×N with the same K")
+        k, m = gain_s.shape
+        n = gain_f.shape[1]
+        if k < 1:
+            raise SolverError("the problem needs at least one client")
+        if k > m:
+            raise SolverError(f"K={k} clients but only M={m} s-band subchannels: each client needs at least one")
+        if k > n:
+            raise SolverError(f"K={k} clients but only N={n} f-band subchannels: each client needs at least one")
+        if np.any(~np.isfinite(gain_s)) or np.any(gain_s < 0) or np.any(~np.isfinite(gain_f)) or np.any(gain_f < 0):
+            raise SolverError("gains must be finite and >= 0 (linear power gains, not dB)")
+        object.__setattr__(self, "gain_s", gain_s)
+        object.__setattr__(self, "gain_f", gain_f)
+        object.__setattr__(self, "bandwidth_s_hz", _vector("bandwidth_s_hz", self.bandwidth_s_hz, m))
+        object.__setattr__(self, "bandwidth_f_hz", _vector("bandwidth_f_hz", self.bandwidth_f_hz, n))
+        object.__setattr__(self, "p_max_w", _vector("p_max_w", self.p_max_w, k))
+        object.__setattr__(self, "device_flops_per_s", _vector("device_flops_per_s", self.device_flops_per_s, k))
+        object.__setattr__(self, "server_flops_per_s", _vector("server_flops_per_s", self.server_flops_per_s, k))
+        object.__setattr__(self, "downlink_rate_bps", _vector("downlink_rate_bps", self.downlink_rate_bps, k))
+        if not (np.isfinite(self.noise_psd_w_per_hz) and self.noise_psd_w_per_hz > 0):
+            raise SolverError(f"noise_psd_w_per_hz={self.noise_psd_w_per_hz} must be > 0")
+        if int(self.local_iterations) != self.local_iterations or self.local_iterations < 1:
+            raise SolverError(f"local_iterations={self.local_iterations} must be an integer >= 1")
+        if not (np.isfinite(self.broadcast_rate_bps) and self.broadcast_rate_bps > 0):
+            raise SolverError(f"broadcast_rate_bps={self.broadcast_rate_bps} must be > 0")
+        if not (np.isfinite(self.aggregation_time_s) and self.aggregation_time_s >= 0):
+            raise SolverError(f"aggregation_time_s={self.aggregation_time_s} must be >= 0")
+        for name in ("p_total_s_w", "p_total_f_w"):
+            cap = getattr(self, name)
+            if cap is not None and not (np.isfinite(cap) and cap > 0):
+                raise SolverError(f"{name}={cap} must be > 0 or None")
+        if self.client_memory_limit_bytes is not None:
+            object.__setattr__(self, "client_memory_limit_bytes",
+                               _vector("client_memory_limit_bytes", self.client_memory_limit_bytes, k))
+        if not self.candidate_pairs():
+            raise SolverError(f"no (split, rank) pair is allowed: min_split={self.min_split}, "
+                              f"splits {self.profile.splits.tolist()}, memory limits may exclude all")
+
+    @property
+    def num_clients(self) -> int:
+        return self.gain_s.shape[0]
+
+    @property
+    def num_subchannels_s(self) -> int:
+        return self.gain_s.shape[1]
+
+    @property
+    def num_subchannels_f(self) -> int:
+        return self.gain_f.shape[1]
+
+    def candidate_pairs(self) -> list[tuple[int, int]]:
+        """Allowed (split, rank) pairs: ℓ ≥ min_split and, when known, client memory within every limit."""
+        pairs = []
+        prof = self.profile
+        for si, split in enumerate(prof.splits):
+            if split < self.min_split:
+                continue
+            for ri, rank in enumerate(prof.ranks):
+                if (prof.client_memory_bytes is not None and self.client_memory_limit_bytes is not None
+                        and np.any(prof.client_memory_bytes[si, ri] > self.client_memory_limit_bytes)):
+                    continue
+                pairs.append((int(split), int(rank)))
+        return pairs
+
+    def costs(self, split: int, rank: int) -> dict:
+        """The profile's per-iteration costs at one (split, rank)."""
+        si, ri = self.profile.index(split, rank)
+        p = self.profile
+        return {
+            "client_forward_flops": float(p.client_forward_flops[si, ri]),
+            "client_backward_flops": float(p.client_backward_flops[si, ri]),
+            "server_flops": float(p.server_flops[si, ri]),
+            "activation_bits": float(p.activation_bits[si, ri]),
+            "adapter_bits": float(p.adapter_bits[si, ri]),
+        }
+
+    def rates(self, assign_s, power_s_w, assign_f, power_f_w) -> tuple[np.ndarray, np.ndarray]:
+        """Client rates (R^s_k, R^f_k) in bit/s for an allocation on both bands."""
+        r_s = client_rates_bps(np.asarray(assign_s), np.asarray(power_s_w, dtype=float), self.gain_s,
+                               self.bandwidth_s_hz, self.noise_psd_w_per_hz, self.num_clients)
+        r_f = client_rates_bps(np.asarray(assign_f), np.asarray(power_f_w, dtype=float), self.gain_f,
+                               self.bandwidth_f_hz, self.noise_psd_w_per_hz, self.num_clients)
+        return r_s, r_f
+
+    def breakdown(self, split: int, rank: int, rate_s_bps, rate_f_bps) -> DelayBreakdown:
+        """Round-time breakdown given client rates on both bands (the objective's core)."""
+        c = self.costs(split, rank)
+        return delay_breakdown(
+            local_iterations=int(self.local_iterations),
+            client_forward_flops=c["client_forward_flops"],
+            client_backward_flops=c["client_backward_flops"],
+            server_flops=c["server_flops"],
+            activation_bits=c["activation_bits"],
+            adapter_bits=c["adapter_bits"],
+            device_flops_per_s=self.device_flops_per_s,
+            server_flops_per_s=self.server_flops_per_s,
+            uplink_s_rate_bps=rate_s_bps,
+            downlink_rate_bps=self.downlink_rate_bps,
+            uplink_f_rate_bps=rate_f_bps,
+            aggregation_time_s=self.aggregation_time_s,
+            broadcast_rate_bps=self.broadcast_rate_bps,
+        )
+
+
+@dataclass
+class Solution:
+    """An allocation with its score. ``lower_bound_s`` is a certified bound on the optimum when known."""
+
+    objective_s: float
+    round_time_s: float
+    rounds: float
+    split: int
+    rank: int
+    assign_s: np.ndarray
+    assign_f: np.ndarray
+    power_s_w: np.ndarray
+    power_f_w: np.ndarray
+    breakdown: DelayBreakdown
+    method: str
+    status: str = "feasible"
+    lower_bound_s: Optional[float] = None
+    wall_time_s: float = 0.0
+    notes: list = field(default_factory=list)
+
+    @property
+    def gap(self) -> Optional[float]:
+        """Relative gap to the lower bound, when one is known."""
+        if self.lower_bound_s is None or not np.isfinite(self.objective_s) or self.objective_s <= 0:
+            return None
+        return max(0.0, (self.objective_s - self.lower_bound_s) / self.objective_s)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "status": self.status,
+            "objective_s": self.objective_s,
+            "round_time_s": self.round_time_s,
+            "rounds": self.rounds,
+            "split": self.split,
+            "rank": self.rank,
+            "assign_s": np.asarray(self.assign_s).tolist(),
+            "assign_f": np.asarray(self.assign_f).tolist(),
+            "power_s_w": np.asarray(self.power_s_w).tolist(),
+            "power_f_w": np.asarray(self.power_f_w).tolist(),
+            "lower_bound_s": self.lower_bound_s,
+            "gap": self.gap,
+            "wall_time_s": self.wall_time_s,
+            "notes": list(self.notes),
+            "breakdown": self.breakdown.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
+
+
+def check_allocation(problem: Problem, assign_s, power_s_w, assign_f, power_f_w) -> None:
+    """Raise SolverError unless the allocation satisfies every constraint of spec section 5."""
+    k = problem.num_clients
+    for band, assign, power, m, cap in (
+        ("s", assign_s, power_s_w, problem.num_subchannels_s, problem.p_total_s_w),
+        ("f", assign_f, power_f_w, problem.num_subchannels_f, problem.p_total_f_w),
+    ):
+        assign = np.asarray(assign)
+        power = np.asarray(power, dtype=float)
+        if assign.shape != (m,) or power.shape != (m,):
+            raise SolverError(f"assign_{band}/power_{band}_w must have length {m}")
+        if np.any((assign < -1) | (assign >= k)):
+            raise SolverError(f"assign_{band} holds a client index outside -1..{k - 1}")
+        if np.any(~np.isfinite(power)) or np.any(power < 0):
+            raise SolverError(f"power_{band}_w must be finite and >= 0")
+        counts = np.bincount(assign[assign >= 0], minlength=k)
+        if np.any(counts == 0):
+            raise SolverError(f"client {int(np.argmin(counts))} has no subchannel on the {band}-band")
+        used = np.where(assign >= 0, power, 0.0)
+        per_client = np.bincount(assign[assign >= 0], weights=used[assign >= 0], minlength=k)
+        over = per_client > problem.p_max_w * (1 + POWER_TOLERANCE)
+        if np.any(over):
+            i = int(np.argmax(over))
+            raise SolverError(f"client {i} uses {per_client[i]:.6g} W on the {band}-band, above its cap {problem.p_max_w[i]:.6g} W")
+        if cap is not None and used.sum() > cap * (1 + POWER_TOLERANCE):
+            raise SolverError(f"total {band}-band power {used.sum():.6g} W is above the cap {cap:.6g} W")
+
+
+def evaluate(problem: Problem, split: int, rank: int, assign_s, power_s_w, assign_f, power_f_w,
+             method: str = "evaluate", check: bool = True) -> Solution:
+    """Score an allocation with the objective T_total = N(r) * T_round of spec section 4."""
+    if (split, rank) not in problem.candidate_pairs():
+        raise SolverError(f"(split={split}, rank={rank}) is not an allowed pair for this problem")
+    if check:
+        check_allocation(problem, assign_s, power_s_w, assign_f, power_f_w)
+    r_s, r_f = problem.rates(assign_s, power_s_w, assign_f, power_f_w)
+    bd = problem.breakdown(split, rank, r_s, r_f)
+    rounds = float(problem.convergence.rounds(rank))
+    return Solution(
+        objective_s=rounds * bd.round_s,
+        round_time_s=bd.round_s,
+        rounds=rounds,
+        split=int(split),
+        rank=int(rank),
+        assign_s=np.asarray(assign_s, dtype=int).copy(),
+        assign_f=np.asarray(assign_f, dtype=int).copy(),
+        power_s_w=np.asarray(power_s_w, dtype=float).copy(),
+        power_f_w=np.asarray(power_f_w, dtype=float).copy(),
+        breakdown=bd,
+        method=method,
+    )
