@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from channel_models import client_rates_bps, gains_from_fading
+from plots import plot_delay_breakdown, plot_layout
 from solvers.problem import evaluate
 from solvers.scenario import build_problem
 
@@ -112,6 +113,10 @@ def run_analytic(scenario, *, allocation_path: str | None = None, runs_dir: str 
         "fading_blocks_averaged": blocks,
         "solution": sol.to_dict(),
     }
+    plot_delay_breakdown(bd, scenario.training.local_iterations, run_dir / "delay_breakdown.png",
+                         title=f"{scenario.name}: l={split}, r={rank}, {label.split(' (')[0]}")
+    plot_layout(env.positions_m, env.los, env.mean_snr_db("s"), scenario.clients.layout.radius_m,
+                run_dir / "layout.png", title=f"{scenario.name}: K={env.num_clients}")
     atomic_write_csv(run_dir / "clients.csv", rows)
     atomic_write_json(run_dir / "results.json", {"summary": summary, "clients": rows})
 
