@@ -63,6 +63,9 @@ def test_empty_mapping_gives_the_schema_defaults_and_round_trips():
     ({"devices": {"speed": {"distribution": "trace"}}}, "devices.speed.trace_path: a trace file is required"),
     ({"clients": 5}, "clients: expected a mapping of fields, got int 5"),
     ({"training": {"learning_rate": None}}, "training.learning_rate: null is not allowed"),
+    ({"channel": {"path_loss": {"bs_height_m": 30}}}, "channel.path_loss: path_loss_db(uma): h_bs_m=30.0 outside"),
+    ({"clients": {"layout": {"min_distance_m": 5}}}, "channel.path_loss: path_loss_db(uma): d_2d_m=5.0 outside"),
+    ({"channel": {"path_loss": {"model": "rma", "carrier_ghz": 40}}}, "path_loss_db(rma): fc_ghz=40.0 outside"),
 ])
 def test_bad_input_gives_one_line_naming_field_and_range(data, expected):
     with pytest.raises(ConfigError) as info:

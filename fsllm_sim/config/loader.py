@@ -99,12 +99,32 @@ def _build(cls, data: Any, where: str):
     return cls(**kwargs)
 
 
+def _check_path_loss_validity(s: Scenario) -> None:
+    """Ask the channel model itself whether the layout, carrier and heights are inside its validity range,
+    so the ranges live in one place (channel_models) and a bad scenario fails at validation, not mid-run."""
+    import numpy as np
+
+    from channel_models import path_loss_db
+
+    from ..errors import ValidityRangeError
+
+    pl = s.channel.path_loss
+    lay = s.clients.layout
+    d = np.array([max(lay.min_distance_m, 1e-9), lay.radius_m, max(lay.min_distance_m, 1e-9), lay.radius_m])
+    los = np.array([True, True, False, False])
+    try:
+        path_loss_db(pl.model, d, pl.carrier_ghz, pl.bs_height_m, pl.ut_height_m, los)
+    except ValidityRangeError as exc:
+        _fail("channel.path_loss", f"{exc} (check clients.layout and channel.path_loss)")
+
+
 def _cross_checks(s: Scenario) -> None:
     """Constraints that involve several fields."""
     lay = s.clients.layout
     if lay.min_distance_m >= lay.radius_m:
         _fail("clients.layout.min_distance_m",
               f"{lay.min_distance_m:g} m must be below clients.layout.radius_m={lay.radius_m:g} m")
+    _check_path_loss_validity(s)
     k = s.clients.count
     for band in ("s_band", "f_band"):
         m = getattr(s.channel, band).subchannels
