@@ -202,6 +202,8 @@ class DataConfig:
                                        ".csv with mr/ref columns.")
     format: str = param("auto", "Format of a user path (auto: from the extension).",
                         choices=("auto", "text", "jsonl", "e2e-csv"))
+    mode: str = param("pack", "pack: documents joined with EOS and cut into length-L sequences; pad: one example "
+                              "per sequence, right-padded (for data-to-text pairs).", choices=("pack", "pad"))
     partition: str = param("by_play", "How data is split over clients (non-IID by play or speaking role, Dirichlet "
                                       "over plays, or IID).", choices=("by_play", "by_role", "dirichlet", "iid"))
     dirichlet_alpha: float = param(0.5, "Concentration of the Dirichlet partition (smaller: more skewed).",
@@ -211,7 +213,7 @@ class DataConfig:
     global_validation_fraction: float = param(0.05, "Fraction of documents held out as the global validation set.",
                                               ge=0, lt=1)
     max_tokens_per_client: Optional[int] = param(None, "Cap on each client's training tokens (null: no cap).",
-                                                 ge=1, le=10 ** 12, nullable=True, kind="int")
+                                                 ge=2, le=10 ** 12, nullable=True, kind="int")
 
 
 @dataclass(frozen=True)
