@@ -68,6 +68,14 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .jobs.sweep import parse_assignment, run_sweep
+
+    run_sweep(args.scenario, [parse_assignment(a) for a in args.set], out_dir=args.out, method=args.method,
+              profile_source=args.profile, progress=not args.no_progress)
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from .benchmarks.runner import run_benchmarks
 
@@ -107,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     cal = scenario_cmd("calibrate", _cmd_calibrate, "train at every rank of lora.ranks and fit N(r) = a + b r^-c")
     cal.add_argument("--out", help="output folder (default: a run directory); rerun with the same folder to resume")
     cal.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    sw = scenario_cmd("sweep", _cmd_sweep, "optimise a grid of scenario variants; rerun with the same --out to resume")
+    sw.add_argument("--set", action="append", required=True, metavar="FIELD=V1,V2,...",
+                    help="a scenario field and the values to sweep (repeat for a grid)")
+    sw.add_argument("--out", required=True, help="sweep folder (finished points in it are skipped)")
+    sw.add_argument("--method", default="bcd", help="solver for each point (default: bcd)")
+    sw.add_argument("--profile", choices=("counted", "analytic"), default="counted", help="FLOP source")
+    sw.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
     bench.add_argument("which", nargs="*", default=["all"], choices=["all", "fading", "solvers", "training"],

@@ -15,6 +15,8 @@ from .flops import DEFAULT_TARGETS, TransformerDims, lora_params_per_block, spli
 from .memory import client_memory_bytes
 
 PROFILE_SOURCES = ("counted", "analytic")
+# Profiles depend only on the model and a few training fields, so sweeps over radio parameters reuse them.
+_MEMO: dict = {}
 
 
 def _memory_table(dims: TransformerDims, splits, ranks, b: int, L: int, targets, dtype: str) -> np.ndarray:
@@ -24,6 +26,18 @@ def _memory_table(dims: TransformerDims, splits, ranks, b: int, L: int, targets,
 def scenario_profile(scenario, *, source: str = "counted", progress: bool = True, model=None,
                      echo=print) -> tuple[SplitRankProfile, dict]:
     """Profile over every split 1..J-1 and the scenario's candidate ranks; also returns its provenance."""
+    tr, lora = scenario.training, scenario.lora
+    key = (source, scenario.model.name, scenario.model.dtype, tr.batch_size, tr.seq_len, tr.activation_precision,
+           tr.adapter_precision, tuple(lora.ranks), lora.target_modules, scenario.split.layer, scenario.split.min_layer)
+    if model is None and key in _MEMO:
+        return _MEMO[key]
+    result = _scenario_profile(scenario, source=source, progress=progress, model=model, echo=echo)
+    if model is None:
+        _MEMO[key] = result
+    return result
+
+
+def _scenario_profile(scenario, *, source, progress, model, echo) -> tuple[SplitRankProfile, dict]:
     from .training.models import load_model
     from .training.wire import payload_bits
 
