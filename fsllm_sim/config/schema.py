@@ -227,6 +227,18 @@ class ConvergenceConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    max_rounds: int = param(20, "Rounds trained at each rank by `fsllm-sim calibrate`.", ge=1, le=100_000)
+    target_val_loss: Optional[float] = param(None, "Absolute target validation loss (null: use target_rule).",
+                                             gt=0, le=1e3, nullable=True, kind="float")
+    target_rule: str = param("best_fraction:0.8", "Target from the curves when target_val_loss is null: "
+                                                  "best_fraction:F = L0 - F (L0 - L_best), or initial_ratio:X = X L0.")
+    max_eval_batches: Optional[int] = param(8, "Validation batches per evaluation (null: the whole global "
+                                               "validation set).", ge=1, le=10 ** 9, nullable=True, kind="int")
+    eval_batch_size: int = param(8, "Sequences per validation batch.", ge=1, le=4096)
+
+
+@dataclass(frozen=True)
 class OptimizerConfig:
     method: str = param("bcd", "Solver used by `fsllm-sim optimize`.",
                         choices=("bcd", "exact", "gurobi", "relaxation", "equal", "random", "max-power"))
@@ -256,5 +268,6 @@ class Scenario:
     training: TrainingConfig = section(TrainingConfig, "Training hyper-parameters.")
     data: DataConfig = section(DataConfig, "Training data and its partition over clients.")
     convergence: ConvergenceConfig = section(ConvergenceConfig, "Rounds to converge as a function of rank.")
+    calibration: CalibrationConfig = section(CalibrationConfig, "How `fsllm-sim calibrate` measures N(r).")
     optimizer: OptimizerConfig = section(OptimizerConfig, "Allocation optimiser.")
     output: OutputConfig = section(OutputConfig, "Where results go.")
