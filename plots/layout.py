@@ -28,7 +28,7 @@ def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, tit
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title(title or "Cell layout")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

@@ -54,11 +54,11 @@ def ergodic_rates_bps(env, alloc: dict, num_blocks: int, seed: int, progress: bo
 def run_analytic(scenario, *, allocation_path: str | None = None, runs_dir: str | None = None,
                  progress: bool = True, profile_source: str = "counted", echo=print) -> Path:
     """Run the analytic job and write its run directory; returns the directory."""
-    run_dir = create_run_dir(scenario, "run", runs_dir)
+    # Everything that can fail on bad input happens before the run directory exists.
     env = build_environment(scenario)
     fleet = make_fleet(scenario.devices, env.num_clients, stream(scenario.seed, "devices"))
-    profile, profile_meta = scenario_profile(scenario, source=profile_source, progress=progress)
     convergence = load_convergence(scenario)
+    profile, profile_meta = scenario_profile(scenario, source=profile_source, progress=progress)
     problem = build_problem(scenario, env, fleet, profile, convergence)
     if allocation_path is None:
         alloc, split, rank, label = (equal_share_allocation(problem), scenario.split.layer, scenario.lora.rank,
@@ -68,6 +68,7 @@ def run_analytic(scenario, *, allocation_path: str | None = None, runs_dir: str 
         label = f"from {allocation_path}"
     sol = evaluate(problem, split, rank, alloc["assign_s"], alloc["power_s_w"], alloc["assign_f"], alloc["power_f_w"],
                    method="equal-share" if allocation_path is None else "saved")
+    run_dir = create_run_dir(scenario, "run", runs_dir)
     bd = sol.breakdown
     blocks = int(min(MAX_FADING_BLOCKS, max(1, np.ceil(bd.round_s / env.block_s))))
     erg_s, erg_f = ergodic_rates_bps(env, alloc, blocks, scenario.seed, progress)

@@ -34,6 +34,7 @@ def scenario_problem(scenario, *, profile_source: str = "counted", progress: boo
     """The scenario's Problem (average gains, or the first fading block's gains for ``current``)."""
     env = build_environment(scenario)
     fleet = make_fleet(scenario.devices, env.num_clients, stream(scenario.seed, "devices"))
+    convergence = load_convergence(scenario)
     profile, meta = scenario_profile(scenario, source=profile_source, progress=progress)
     from solvers.scenario import build_problem
 
@@ -45,7 +46,7 @@ def scenario_problem(scenario, *, profile_source: str = "counted", progress: boo
         rng = stream(scenario.seed, "fading")
         gain_s = gains_from_fading(env.large_scale_gain, env.fading("s", rng).next_block())
         gain_f = gains_from_fading(env.large_scale_gain, env.fading("f", rng).next_block())
-    problem = build_problem(scenario, env, fleet, profile, load_convergence(scenario), gain_s=gain_s, gain_f=gain_f)
+    problem = build_problem(scenario, env, fleet, profile, convergence, gain_s=gain_s, gain_f=gain_f)
     return problem, env, meta
 
 
@@ -58,8 +59,8 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
         from ..errors import ConfigError
 
         raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.METHODS)}")
-    run_dir = create_run_dir(scenario, "optimize", runs_dir)
     problem, env, meta = scenario_problem(scenario, profile_source=profile_source, progress=progress)
+    run_dir = create_run_dir(scenario, "optimize", runs_dir)
     best = solvers.solve(problem, method=method)
     for note in best.notes:
         echo(f"note: {note}")
