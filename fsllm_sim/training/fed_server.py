@@ -1,0 +1,78 @@
+"""The federated server (FS): FedAvg of the client adapters, θ_c^{t+1} = Σ_k (n_k / Σ_j n_j) θ_c,k.
+
+The FS is a separate party from the main server: it only ever sees client adapters (AdapterMessage), never
+activations or server adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from fsllm_sim.errors import ConfigError
+from fsllm_sim.training.lora import detached_state
+from fsllm_sim.training.messages import AdapterMessage, BroadcastMessage
+from fsllm_sim.training.wire import cast_state, check_precision, state_bits
+
+
+def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Σ_k w_k θ_k / Σ_k w_k, key by key (accumulated in float64, returned in the states' dtype)."""
+    if len(states) == 0:
+        raise ConfigError("fedavg needs at least one adapter state; got none")
+    if len(weights) != len(states):
+        raise ConfigError(f"fedavg got {len(states)} states but {len(weights)} weights; they must match")
+    w = [float(x) for x in weights]
+    if any(not x >= 0 for x in w) or sum(w) <= 0:
+        raise ConfigError(f"fedavg weights={w!r} are invalid; allowed: non-negative numbers with a positive sum")
+    total = sum(w)
+    keys = list(states[0].keys())
+    for i, s in enumerate(states[1:], 1):
+        if set(s.keys()) != set(keys):
+            raise ConfigError(f"fedavg: state {i} has different keys from state 0")
+    out = {}
+    with torch.no_grad():
+        for k in keys:
+            acc = torch.zeros(states[0][k].shape, dtype=torch.float64)
+            for s, wk in zip(states, w):
+                if wk:
+                    acc += s[k].detach().to(torch.float64) * (wk / total)
+            out[k] = acc.to(states[0][k].dtype)
+    return out
+
+
+class FederatedServer:
+    """Collects :class:`AdapterMessage` uploads and aggregates them into a :class:`BroadcastMessage`."""
+
+    def __init__(self, initial_state: Mapping[str, torch.Tensor], *, broadcast_precision: str = "fp32"):
+        self.broadcast_precision = check_precision(broadcast_precision, "adapter_precision")
+        self.global_state: dict[str, torch.Tensor] = detached_state(initial_state)
+        self.round = 0
+        self._inbox: dict[int, AdapterMessage] = {}
+
+    @property
+    def pending_uploads(self) -> list[int]:
+        return sorted(self._inbox)
+
+    def receive(self, msg: AdapterMessage) -> None:
+        if set(msg.state) != set(self.global_state):
+            raise ConfigError(f"adapter upload of client {msg.client_id} has keys that do not match the global "
+                              f"client adapter (different split or rank?)")
+        self._inbox[msg.client_id] = msg
+
+    def aggregate(self) -> BroadcastMessage:
+        """FedAvg of the uploads received this round (weights n_k); returns the broadcast of θ_c^{t+1}."""
+        if not self._inbox:
+            raise ConfigError("the federated server received no adapter upload this round; nothing to aggregate")
+        msgs = [self._inbox[k] for k in sorted(self._inbox)]
+        self.global_state = fedavg([m.state for m in msgs], [m.num_samples for m in msgs])
+        self._inbox.clear()
+        self.round += 1
+        return self.broadcast(contributors=[m.client_id for m in msgs])
+
+    def broadcast(self, contributors: list[int] | None = None) -> BroadcastMessage:
+        """The current global client adapter as a downlink broadcast (also used at round 0)."""
+        sent = cast_state(self.global_state, self.broadcast_precision)
+        return BroadcastMessage(round=self.round, state=sent, precision=self.broadcast_precision,
+                                payload_bits=state_bits(sent, self.broadcast_precision),
+                                contributors=list(contributors or []))

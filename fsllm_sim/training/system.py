@@ -1,0 +1,279 @@
+"""SplitFedSystem: K clients, the main server and the federated server around ONE frozen base model.
+
+Memory layout (what makes K = 32 clients cost barely more than K = 1):
+
+* the frozen base weights exist once (the loaded transformers model, LoRA injected in place by peft);
+* :class:`~fsllm_sim.training.split.ClientPart` / :class:`~fsllm_sim.training.split.ServerPart` are views over it;
+* per client: its client adapter θ_c,k (blocks < ℓ) and optimiser state; in v1 also its server adapter copy
+  θ_s,k (blocks ≥ ℓ) and that copy's optimiser state. Nothing else.
+
+Every phase is a separate call so a discrete-event engine can interleave them::
+
+    msg = system.clients[k].forward()              # uplink ActivationMessage (payload_bits = S_a)
+    grad, loss = system.main_server.step(msg)      # MS compute, downlink GradientMessage (S_g)
+    system.clients[k].backward(grad)               # client backward + update
+    up = system.clients[k].adapter_upload()        # AdapterMessage (S_c) on the f-band
+    system.fed_server.receive(up)
+    bcast = system.aggregate()                     # FS FedAvg (+ MS v1 average) -> BroadcastMessage
+    system.clients[k].receive_broadcast(bcast)     # for each client
+
+``system.iteration(k)`` and ``system.finish_round()`` do the same in one call for in-process use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from fsllm_sim.errors import ConfigError
+from fsllm_sim.training.client import SplitClient
+from fsllm_sim.training.evaluation import EvalResult, evaluate_split
+from fsllm_sim.training.fed_server import FederatedServer
+from fsllm_sim.training.lora import AdapterSlots, LoraSpec, attach_lora, copy_into, state_nbytes
+from fsllm_sim.training.main_server import SERVER_MODES, MainServer
+from fsllm_sim.training.messages import BroadcastMessage
+from fsllm_sim.training.models import LoadedModel, load_model
+from fsllm_sim.training.optim import OptimizerSpec
+from fsllm_sim.training.split import check_split, split_model
+from fsllm_sim.training.wire import check_precision, payload_bits, side_bits_per_token
+
+
+@dataclass(frozen=True)
+class SplitFedConfig:
+    """Training-side knobs of one split-federated system."""
+
+    split: int | None = None  # ℓ; None -> J // 2
+    rank: int = 8
+    lora_alpha: float | None = None  # absolute α; None -> lora_alpha_per_rank · r
+    lora_alpha_per_rank: float = 2.0  # α = 2r by default (spec)
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None  # None -> per-family default
+    server_mode: str = "v1"
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    activation_precision: str = "fp16"  # q_a
+    gradient_precision: str | None = None  # None -> same as activations (S_g = S_a)
+    adapter_precision: str = "fp32"  # q_c, uploads and broadcast
+    reset_optimizer_each_round: bool = False
+    seed: int = 0
+
+    def lora_spec(self) -> LoraSpec:
+        targets = tuple(self.target_modules) if self.target_modules else None
+        if not (isinstance(self.lora_alpha_per_rank, (int, float)) and self.lora_alpha_per_rank > 0):
+            raise ConfigError(f"lora_alpha_per_rank={self.lora_alpha_per_rank!r} is invalid; allowed: a number > 0")
+        alpha = self.lora_alpha if self.lora_alpha is not None else float(self.lora_alpha_per_rank) * self.rank
+        return LoraSpec(rank=self.rank, alpha=alpha, dropout=self.lora_dropout, target_modules=targets)
+
+    def optimizer_spec(self) -> OptimizerSpec:
+        return OptimizerSpec(name=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+                             momentum=self.momentum).validate()
+
+    def resolved_gradient_precision(self) -> str:
+        return self.gradient_precision or self.activation_precision
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    base_param_bytes: int  # frozen weights, counted once (unique storages)
+    client_adapter_bytes: int  # one client's θ_c,k
+    server_adapter_bytes: int  # one server adapter copy
+    num_server_copies: int  # v1: K, v2: 1
+    total_param_bytes: int  # unique storages of everything the system holds (base + all adapters)
+    optimizer_state_bytes: int  # all clients' and server copies' optimiser state (AdamW: 2 moments each)
+
+
+class SplitFedSystem:
+    def __init__(self, model: LoadedModel | str, config: SplitFedConfig = SplitFedConfig(), *,
+                 num_clients: int | None = None, num_samples: Sequence[int] | None = None, data=None,
+                 batch_size: int | None = None):
+        if isinstance(model, str):
+            model = load_model(model, seed=config.seed)
+        self.model = model
+        self.config = config
+        J = model.num_blocks
+        split = J // 2 if config.split is None else config.split
+        self.split = check_split(split, J, model.name)
+        if config.server_mode not in SERVER_MODES:
+            raise ConfigError(f"server_mode={config.server_mode!r} is not supported; allowed: "
+                              f"{', '.join(SERVER_MODES)}")
+        self.activation_precision = check_precision(config.activation_precision, "activation_precision")
+        self.gradient_precision = check_precision(config.resolved_gradient_precision(), "gradient_precision")
+        self.adapter_precision = check_precision(config.adapter_precision, "adapter_precision")
+        opt = config.optimizer_spec()
+        lora = config.lora_spec().validate(model.family)
+        self.lora = lora
+
+        # clients and their data
+        if data is not None:
+            clients_data = list(data.clients)
+            if num_clients is not None and num_clients != len(clients_data):
+                raise ConfigError(f"num_clients={num_clients} differs from the data's {len(clients_data)} clients")
+            num_clients = len(clients_data)
+            if batch_size is None:
+                raise ConfigError("batch_size is required when data is given (clients draw b sequences per batch)")
+            num_samples = [int(c.num_samples) for c in clients_data]
+            iterators = [c.batches(batch_size) for c in clients_data]
+        else:
+            if num_clients is None:
+                num_clients = len(num_samples) if num_samples is not None else None
+            if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
+                raise ConfigError(f"num_clients={num_clients!r} is invalid; allowed: an integer >= 1")
+            num_samples = [1] * num_clients if num_samples is None else [int(n) for n in num_samples]
+            iterators = [None] * num_clients
+        if len(num_samples) != num_clients or any(n < 0 for n in num_samples) or sum(num_samples) <= 0:
+            raise ConfigError(f"num_samples={list(num_samples)!r} is invalid; allowed: {num_clients} "
+                              f"non-negative counts with a positive sum")
+
+        # ONE frozen base with LoRA slots; two views of it
+        self.peft_model = attach_lora(model.model, model.family, lora, seed=config.seed)
+        self.client_part, self.server_part = split_model(self.peft_model, self.split)
+        self.client_slots = AdapterSlots(self.client_part, 0)
+        self.server_slots = AdapterSlots(self.server_part, self.split)
+        init_client = self.client_slots.current_state()
+        init_server = self.server_slots.current_state()
+
+        self.fed_server = FederatedServer(init_client, broadcast_precision=self.adapter_precision)
+        self.clients = [
+            SplitClient(k, self.client_part, self.client_slots, init_client, optimizer=opt,
+                        num_samples=num_samples[k], batches=iterators[k],
+                        activation_precision=self.activation_precision, adapter_precision=self.adapter_precision,
+                        reset_optimizer_each_round=config.reset_optimizer_each_round)
+            for k in range(num_clients)
+        ]
+        self.main_server = MainServer(self.server_part, self.server_slots, init_server, mode=config.server_mode,
+                                      optimizer=opt, client_weights={k: num_samples[k] for k in range(num_clients)},
+                                      gradient_precision=self.gradient_precision,
+                                      reset_optimizer_each_round=config.reset_optimizer_each_round)
+        # round 0: every client starts from the broadcast of the initial global adapter
+        first = self.fed_server.broadcast()
+        for c in self.clients:
+            c.receive_broadcast(first)
+        self.round = 0
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.model.num_blocks
+
+    @property
+    def rank(self) -> int:
+        return self.lora.rank
+
+    @property
+    def num_samples(self) -> dict[int, int]:
+        return {c.client_id: c.num_samples for c in self.clients}
+
+    def activation_bits(self, batch_size: int, seq_len: int) -> int:
+        """S_a = b·L·d·q_a (+32 for int8) — equals a real ActivationMessage's payload_bits."""
+        return payload_bits(batch_size * seq_len * self.model.hidden_size, self.activation_precision)
+
+    def gradient_bits(self, batch_size: int, seq_len: int) -> int:
+        return payload_bits(batch_size * seq_len * self.model.hidden_size, self.gradient_precision)
+
+    def side_bits(self, batch_size: int, seq_len: int) -> int:
+        return batch_size * seq_len * side_bits_per_token(self.model.vocab_size)
+
+    def adapter_bits(self) -> int:
+        """S_c: bits of one client adapter upload at the adapter precision."""
+        return self.clients[0].adapter_bits()
+
+    # ------------------------------------------------------------------ in-process conveniences
+
+    def client(self, k: int) -> SplitClient:
+        return self.clients[k]
+
+    def iteration(self, k: int, batch=None) -> float:
+        """One local iteration of client k: forward -> MS step -> backward. Returns the training loss."""
+        client = self.clients[k]
+        grad, loss = self.main_server.step(client.forward(batch))
+        client.backward(grad)
+        return loss
+
+    def aggregate(self) -> BroadcastMessage:
+        """FS FedAvg of the uploads it received (+ MS v1 average of the server copies). Returns the broadcast."""
+        msg = self.fed_server.aggregate()
+        weights = {k: self.clients[k].num_samples for k in msg.contributors}
+        self.main_server.aggregate(weights)
+        self.round = msg.round
+        return msg
+
+    def finish_round(self, participants: Sequence[int] | None = None) -> BroadcastMessage:
+        """Upload every (participating) client adapter, aggregate, broadcast to all clients."""
+        ids = range(self.num_clients) if participants is None else participants
+        for k in ids:
+            self.fed_server.receive(self.clients[k].adapter_upload())
+        msg = self.aggregate()
+        for c in self.clients:
+            c.receive_broadcast(msg)
+        return msg
+
+    # ------------------------------------------------------------------ the global model
+
+    def global_client_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.fed_server.global_state.items()}
+
+    def global_server_state(self) -> dict[str, torch.Tensor]:
+        return self.main_server.global_state()
+
+    def evaluate(self, validation, *, batch_size: int = 8, max_batches: int | None = None) -> EvalResult:
+        """Validation loss / perplexity of the global model (FedAvg client adapter + server adapter)."""
+        return evaluate_split(self.client_part, self.client_slots, self.global_client_state(),
+                              self.server_part, self.server_slots, self.global_server_state(), validation,
+                              batch_size=batch_size, max_batches=max_batches)
+
+    def load_global_into_model(self) -> torch.nn.Module:
+        """Copy the global adapters into the peft model's own LoRA parameters and return the (unsplit) peft
+        model, e.g. for generation. Training state is unaffected."""
+        state = {**self.global_client_state(), **self.global_server_state()}
+        with torch.no_grad():
+            for slots in (self.client_slots, self.server_slots):
+                own = {k: m._parameters[a] for k, (m, a) in slots._slots.items()}
+                copy_into(own, state)
+        return self.peft_model
+
+    def memory_report(self) -> MemoryReport:
+        """Parameter memory by unique storage: shows that the base exists once whatever K is."""
+        seen: set[int] = set()
+
+        def unique_bytes(tensors) -> int:
+            total = 0
+            for t in tensors:
+                key = t.untyped_storage().data_ptr()
+                if key not in seen:
+                    seen.add(key)
+                    total += t.untyped_storage().nbytes()
+            return total
+
+        base = unique_bytes(p for n, p in self.peft_model.named_parameters() if "lora_" not in n)
+        tensors = [p for n, p in self.peft_model.named_parameters() if "lora_" in n]
+        for c in self.clients:
+            tensors += list(c.state.values())
+        seen_states = set()
+        for s in self.main_server.states.values():
+            if id(s) not in seen_states:
+                seen_states.add(id(s))
+                tensors += list(s.values())
+        adapters = unique_bytes(tensors)
+        server_one = next(iter(self.main_server.states.values()))
+        optimizers = {id(o): o for o in [c.optimizer for c in self.clients]
+                      + list(self.main_server._optimizers.values())}
+        opt_bytes = sum(v.numel() * v.element_size() for o in optimizers.values() for st in o.state.values()
+                        for v in st.values() if isinstance(v, torch.Tensor))
+        return MemoryReport(
+            base_param_bytes=base,
+            client_adapter_bytes=state_nbytes(self.clients[0].state),
+            server_adapter_bytes=state_nbytes(server_one),
+            num_server_copies=len(seen_states),
+            total_param_bytes=base + adapters,
+            optimizer_state_bytes=int(opt_bytes),
+        )
+

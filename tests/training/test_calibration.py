@@ -1,0 +1,117 @@
+"""Calibration of N(r) = a + b·r^(-c): reading N off curves, censoring, the fit, resumable runs, loading."""
+
+import json
+
+import numpy as np
+import pytest
+from training_helpers import make_fake_data
+
+from fsllm_sim.errors import ConfigError
+from fsllm_sim.training import calibration
+from fsllm_sim.training.calibration import (
+    calibrate,
+    fit_rounds_model,
+    load_calibration,
+    resolve_target,
+    rounds_model,
+    rounds_to_target,
+)
+from fsllm_sim.training.federated_training import TrainingConfig
+
+
+def test_rounds_to_target_interpolates_and_censors():
+    curve = [4.0, 3.0, 2.0, 1.5]
+    assert rounds_to_target(curve, 2.5) == (1.5, False)  # halfway between rounds 1 and 2
+    assert rounds_to_target(curve, 3.0) == (1.0, False)
+    assert rounds_to_target(curve, 5.0) == (0.0, False)  # already met before training
+    assert rounds_to_target(curve, 1.0) == (None, True)  # never reached: censored
+    assert rounds_to_target([4.0, 3.0, 3.5, 2.0], 2.5) == (2 + 2 / 3, False)  # first crossing, non-monotone
+
+
+def test_target_rules():
+    curves = {1: [5.0, 4.0, 3.5], 4: [5.0, 3.0, 2.0]}
+    t, info = resolve_target(curves, None, "best_fraction:0.5")
+    assert t == 3.5 and info["best_val_loss"] == 2.0 and info["initial_val_loss"] == 5.0
+    assert resolve_target(curves, None, "initial_ratio:0.9")[0] == pytest.approx(4.5)
+    assert resolve_target(curves, 3.2, None)[0] == 3.2
+    for bad in ("best_fraction:0", "initial_ratio:1.5", "median", "best_fraction:x"):
+        with pytest.raises(ConfigError, match="target_rule"):
+            resolve_target(curves, None, bad)
+
+
+def test_fit_recovers_known_parameters():
+    r = np.array([1, 2, 4, 8, 16])
+    n = rounds_model(r, 3.0, 12.0, 0.8)
+    fit = fit_rounds_model(r, n)
+    assert fit["n_points"] == 5 and not fit["degenerate"]
+    assert fit["a"] == pytest.approx(3.0, abs=1e-4) and fit["b"] == pytest.approx(12.0, abs=1e-4)
+    assert fit["c"] == pytest.approx(0.8, abs=1e-4) and fit["r2"] == pytest.approx(1.0)
+
+
+def test_fit_respects_bounds_with_noisy_increasing_data():
+    fit = fit_rounds_model([1, 2, 4, 8], [5.0, 5.5, 6.0, 7.0])  # more rank, more rounds: not in the model
+    assert fit["a"] >= 0 and fit["b"] >= 0 and 0 <= fit["c"] <= calibration.C_MAX
+
+
+def test_fit_small_samples_are_flagged():
+    three = fit_rounds_model([1, 4, 16], [10.0, 6.0, 5.0])
+    assert three["degenerate"] and "exact" in three["note"] and three["sse"] < 1e-6
+    two = fit_rounds_model([2, 8], [9.0, 5.0])
+    assert two["c"] == 1.0 and two["degenerate"] and two["sse"] < 1e-9
+    one = fit_rounds_model([4], [7.0])
+    assert (one["a"], one["b"]) == (7.0, 0.0)
+    assert fit_rounds_model([], []) is None
+
+
+CFG = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=4, seq_len=16, local_iters=3, split=2, lr=2e-2,
+                     eval_batch_size=8)
+
+
+def test_calibrate_writes_provenance_resumes_and_loads(tmp_path, monkeypatch):
+    res = calibrate(CFG, ranks=(1, 4), max_rounds=2, out_dir=tmp_path, data=make_fake_data(2, 16),
+                    progress=False, command="pytest calibrate")
+    doc = json.loads((tmp_path / "calibration.json").read_text())
+    assert doc == res.document
+    assert doc["schema"] == calibration.SCHEMA and doc["model"] == "tiny-llama" and doc["command"] == "pytest calibrate"
+    assert {"torch", "transformers", "peft"} <= set(doc["versions"]) and doc["seeds"] == {"seed": 0}
+    assert [e["rank"] for e in doc["ranks"]] == [1, 4]
+    for e in doc["ranks"]:
+        assert len(e["val_losses"]) == 3 and len(e["train_losses"]) == 2
+    assert doc["ranks"][0]["val_losses"][0] == doc["ranks"][1]["val_losses"][0]  # B = 0: same start
+    assert doc["target"]["rule"] == "best_fraction:0.8"
+    assert any(not e["censored"] for e in doc["ranks"])  # the best rank reaches a best_fraction target
+    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["rank_1.json", "rank_4.json"]
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left behind
+
+    # rerun: both ranks come from disk, nothing is trained
+    def no_training(*a, **k):
+        raise AssertionError("resumed ranks must not be retrained")
+
+    monkeypatch.setattr(calibration, "run_federated_training", no_training)
+    again = calibrate(CFG, ranks=(1, 4), max_rounds=2, out_dir=tmp_path, data=make_fake_data(2, 16),
+                      progress=False, target_val_loss=doc["ranks"][0]["val_losses"][1])
+    assert all(e["resumed"] for e in again.document["ranks"])
+    assert again.document["target"]["rule"] == "absolute"
+    # a different configuration in the same out_dir is refused
+    with pytest.raises(ConfigError, match="different configuration"):
+        calibrate(TrainingConfig(**{**CFG.__dict__, "lr": 1e-3}), ranks=(1,), max_rounds=2, out_dir=tmp_path,
+                  data=make_fake_data(2, 16), progress=False)
+
+    fit = load_calibration(tmp_path)
+    if again.fit is not None:
+        assert fit.rounds(4) == pytest.approx(again.fit.rounds(4))
+        assert np.all(np.isfinite(fit.rounds(np.array([1, 2, 4, 8, 16]))))
+
+
+def test_calibrate_argument_errors(tmp_path):
+    with pytest.raises(ConfigError, match="ranks="):
+        calibrate(CFG, ranks=(0,), max_rounds=1, out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="max_rounds="):
+        calibrate(CFG, ranks=(1,), max_rounds=0, out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="target_rule"):
+        calibrate(CFG, ranks=(1,), max_rounds=1, out_dir=tmp_path, target_rule="nonsense")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_calibration(tmp_path / "nothing.json")
+    (tmp_path / "calibration.json").write_text(json.dumps({"schema": calibration.SCHEMA, "fit": None}))
+    with pytest.raises(ConfigError, match="holds no fit"):
+        load_calibration(tmp_path)
