@@ -1,0 +1,14 @@
+"""Joint subchannel, power, split and rank optimisation (spec section 5).
+
+    from solvers import solve
+    sol = solve(problem)                       # bcd, all allowed (split, rank) pairs
+    sol = solve(problem, "equal", split=10)    # a baseline at a fixed split
+
+Methods: see ``METHODS``; the online (per-round) policy is ``OnlinePolicy``.
+"""
+from .online import OnlinePolicy
+from .problem import Problem, Solution, SplitRankProfile, check_allocation, evaluate
+from .registry import DEFAULT_METHOD, METHODS, get_method, register_method, solve
+
+__all__ = ["Problem", "Solution", "SplitRankProfile", "evaluate", "check_allocation", "solve", "METHODS",
+           "DEFAULT_METHOD", "get_method", "register_method", "OnlinePolicy"]

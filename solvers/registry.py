@@ -1,0 +1,108 @@
+"""Method registry and the ``solve`` dispatcher.
+
+``METHODS`` maps a method name to a callable ``(problem, split=None, rank=None, **options) -> Solution``
+(the same contract for every entry, like peft's mapping from a PEFT type to its class). Methods that
+live in modules written separately (exact, gurobi, relaxation) are imported only when called, so the
+rest works without them and a missing optional dependency (gurobipy) costs nothing until it is used.
+``register_method`` adds one (a plug-in, or a test double).
+
+``solve`` times the call, checks that a fixed split/rank was respected, re-scores the returned allocation
+with :func:`solvers.problem.evaluate` (constraints included) and insists the objectives agree to 1e-9
+relative, so no method can report a number its allocation does not achieve. Only certified methods may
+say "optimal".
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from fsllm_sim.errors import SolverError
+
+from .baselines import solve_equal, solve_max_power, solve_random
+from .bcd import solve_bcd
+from .problem import Problem, Solution, evaluate
+
+DEFAULT_METHOD = "bcd"
+# Methods whose "optimal" is a certificate (exhaustive enumeration / MILP to zero gap).
+CERTIFIED_METHODS = {"exact", "gurobi"}
+# Methods that return a lower bound rather than an allocation evaluate() can score.
+BOUND_METHODS = {"relaxation"}
+OBJECTIVE_RTOL = 1e-9
+
+
+def _lazy(module: str, attr: str, name: str) -> Callable[..., Solution]:
+    def call(problem, split=None, rank=None, **options):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name == module:
+                raise SolverError(f"method {name!r} is not available: module {module} is missing") from err
+            raise SolverError(f"method {name!r} needs {err.name!r}, which is not installed") from err
+        return getattr(mod, attr)(problem, split=split, rank=rank, **options)
+
+    call.__name__ = attr
+    call.__qualname__ = attr
+    call.__doc__ = f"{module}:{attr} (imported when first called)."
+    return call
+
+
+METHODS: dict[str, Callable[..., Solution]] = {
+    "bcd": solve_bcd,
+    "exact": _lazy("solvers.exact", "solve_exact", "exact"),
+    "gurobi": _lazy("solvers.gurobi_backend", "solve_gurobi", "gurobi"),
+    "relaxation": _lazy("solvers.relaxation", "solve_relaxation", "relaxation"),
+    "equal": solve_equal,
+    "random": solve_random,
+    "max-power": solve_max_power,
+}
+
+
+def register_method(name: str, fn: Callable[..., Solution], certified: bool = False, overwrite: bool = False):
+    """Add a method to ``METHODS`` (``certified``: its "optimal" status may be trusted)."""
+    if name in METHODS and not overwrite:
+        raise SolverError(f"method {name!r} is already registered")
+    METHODS[name] = fn
+    if certified:
+        CERTIFIED_METHODS.add(name)
+
+
+def get_method(name: str) -> Callable[..., Solution]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise SolverError(f"unknown solver method {name!r}; allowed: {', '.join(METHODS)}") from None
+
+
+def _same(a: float, b: float) -> bool:
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return a == b
+    return abs(a - b) <= OBJECTIVE_RTOL * max(abs(a), abs(b), 1e-300)
+
+
+def solve(problem: Problem, method: str = DEFAULT_METHOD, split: Optional[int] = None,
+          rank: Optional[int] = None, **options) -> Solution:
+    """Solve ``problem`` with ``method`` (see ``METHODS``), optionally at a fixed split and/or rank."""
+    if not isinstance(problem, Problem):
+        raise SolverError(f"solve() needs a solvers.Problem, got {type(problem).__name__}")
+    fn = get_method(method)
+    start = time.perf_counter()
+    sol = fn(problem, split=split, rank=rank, **options)
+    wall = time.perf_counter() - start
+    if split is not None and sol.split != int(split):
+        raise SolverError(f"method {method!r} returned split={sol.split}, but split={split} was fixed")
+    if rank is not None and sol.rank != int(rank):
+        raise SolverError(f"method {method!r} returned rank={sol.rank}, but rank={rank} was fixed")
+    if method not in BOUND_METHODS and sol.status != "lower_bound":
+        check = evaluate(problem, sol.split, sol.rank, sol.assign_s, sol.power_s_w, sol.assign_f, sol.power_f_w,
+                         method=method)
+        if not _same(check.objective_s, sol.objective_s):
+            raise SolverError(f"method {method!r} reported objective {sol.objective_s!r} s, but its allocation "
+                              f"evaluates to {check.objective_s!r} s")
+        if sol.status == "optimal" and method not in CERTIFIED_METHODS:
+            sol.status = "feasible"
+            sol.notes.append(f"status downgraded: {method!r} is not a certified method")
+    sol.wall_time_s = wall
+    return sol
