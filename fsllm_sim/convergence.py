@@ -46,20 +46,40 @@ def builtin_calibration_path():
     return Path(__file__).parent / "data" / "calibration-smollm2-135m.json"
 
 
-def load_calibration_fit(path) -> ConvergenceModel:
-    """Read the fitted (a, b, c) of a calibration JSON written by `fsllm-sim calibrate`."""
+CALIBRATION_SCHEMA = "fsllm-sim/calibration/v1"
+
+
+def read_calibration_document(path) -> dict:
+    """Read a calibration JSON (or a folder holding ``calibration.json``), checking its schema and fit."""
     import json
     from pathlib import Path
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"convergence.calibration: {p} does not exist (run `fsllm-sim calibrate` or set it to null "
-                          f"and give a, b, c)")
+    if p.is_dir():
+        p = p / "calibration.json"
     try:
-        fit = json.loads(p.read_text())["fit"]
-        return ConvergenceModel(a=float(fit["a"]), b=float(fit["b"]), c=float(fit["c"]), source=str(p))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"convergence.calibration: {p} is not a calibration file (missing fit.a/b/c: {exc})") from None
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"calibration file {str(p)!r} does not exist; run `fsllm-sim calibrate` (or set "
+                          f"convergence.calibration to null and give a, b, c)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"calibration file {str(p)!r} is not readable JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != CALIBRATION_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        raise ConfigError(f"calibration file {str(p)!r} has schema {schema!r}; expected {CALIBRATION_SCHEMA!r}")
+    fit = doc.get("fit")
+    if not fit or not all(k in fit for k in ("a", "b", "c")):
+        raise ConfigError(f"calibration file {str(p)!r} holds no fit (every rank was censored); rerun with more "
+                          f"max_rounds or a looser target")
+    doc["_path"] = str(p)
+    return doc
+
+
+def load_calibration_fit(path) -> ConvergenceModel:
+    """The fitted N(r) of a calibration file written by `fsllm-sim calibrate`."""
+    doc = read_calibration_document(path)
+    fit = doc["fit"]
+    return ConvergenceModel(a=float(fit["a"]), b=float(fit["b"]), c=float(fit["c"]), source=doc["_path"])
 
 
 def load_convergence(scenario) -> ConvergenceModel:

@@ -129,7 +129,7 @@ def _cross_checks(s: Scenario) -> None:
     for band in ("s_band", "f_band"):
         m = getattr(s.channel, band).subchannels
         if k > m:
-            _fail(f"clients.count", f"{k} clients exceed channel.{band}.subchannels={m}: each client needs at "
+            _fail("clients.count", f"{k} clients exceed channel.{band}.subchannels={m}: each client needs at "
                                     f"least one subchannel on each band")
     if s.lora.rank not in s.lora.ranks:
         _fail("lora.rank", f"{s.lora.rank} is not among lora.ranks={list(s.lora.ranks)}")

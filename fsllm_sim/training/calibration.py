@@ -52,10 +52,11 @@ from pathlib import Path
 import numpy as np
 
 from fsllm_sim.errors import ConfigError, DataError
+from fsllm_sim.convergence import CALIBRATION_SCHEMA, read_calibration_document
 from fsllm_sim.training.federated_training import TrainingConfig, prepare_model_and_data, run_federated_training
 from fsllm_sim.training.models import load_model
 
-SCHEMA = "fsllm-sim/calibration/v1"
+SCHEMA = CALIBRATION_SCHEMA
 C_MAX = 8.0
 DEFAULT_RULE = "best_fraction:0.8"
 
@@ -192,24 +193,11 @@ class CalibrationFit:
 
 
 def load_calibration(path: str | os.PathLike) -> CalibrationFit:
-    """Read ``calibration.json`` (or a directory holding it) and return the fit."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "calibration.json"
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"calibration file {str(p)!r} does not exist; run calibrate() first") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"calibration file {str(p)!r} is not readable JSON: {exc}") from None
-    if doc.get("schema") != SCHEMA:
-        raise ConfigError(f"calibration file {str(p)!r} has schema {doc.get('schema')!r}; expected {SCHEMA!r}")
-    fit = doc.get("fit")
-    if not fit:
-        raise ConfigError(f"calibration file {str(p)!r} holds no fit (every rank was censored); rerun with more "
-                          f"max_rounds or a looser target")
+    """Read ``calibration.json`` (or a directory holding it) and return the fit with its caveats."""
+    doc = read_calibration_document(path)
+    fit = doc["fit"]
     censored = tuple(int(e["rank"]) for e in doc.get("ranks", []) if e.get("censored"))
-    return CalibrationFit(a=float(fit["a"]), b=float(fit["b"]), c=float(fit["c"]), path=str(p),
+    return CalibrationFit(a=float(fit["a"]), b=float(fit["b"]), c=float(fit["c"]), path=doc["_path"],
                           target_val_loss=doc.get("target", {}).get("value"), censored_ranks=censored,
                           degenerate=bool(fit.get("degenerate")))
 
