@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
-    bench.add_argument("which", nargs="*", default=["all"], choices=["all", "fading", "solvers", "training"],
-                       help="which benchmarks (default: all)")
+    # No argparse `choices` here: with nargs="*" it rejects the list default; run_benchmarks checks names.
+    bench.add_argument("which", nargs="*", default=["all"], metavar="NAME",
+                       help="all (default), fading, solvers, training")
     bench.set_defaults(func=_cmd_bench)
     return p
 

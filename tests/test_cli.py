@@ -46,3 +46,12 @@ def test_reference_write(tmp_path, capsys):
     out = tmp_path / "ref.md"
     assert main(["reference", "--write", str(out)]) == 0
     assert out.read_text().startswith("# Scenario reference")
+
+
+def test_bench_arguments():
+    from fsllm_sim.cli import build_parser
+
+    assert build_parser().parse_args(["bench"]).which == ["all"]
+    assert build_parser().parse_args(["bench", "fading", "solvers"]).which == ["fading", "solvers"]
+    result = run_cli("bench", "nope")
+    assert result.returncode == 2 and "unknown benchmark 'nope'; allowed: all, fading, solvers, training" in result.stderr

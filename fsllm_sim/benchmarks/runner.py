@@ -12,6 +12,11 @@ BENCHMARKS = {
 
 
 def run_benchmarks(which: list[str]) -> int:
+    from ..errors import ConfigError
+
+    unknown = [w for w in which if w != "all" and w not in BENCHMARKS]
+    if unknown:
+        raise ConfigError(f"unknown benchmark {unknown[0]!r}; allowed: all, {', '.join(BENCHMARKS)}")
     names = list(BENCHMARKS) if "all" in which else which
     for name in names:
         print(f"\n=== benchmark: {name} ===", flush=True)
