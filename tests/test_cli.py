@@ -55,3 +55,14 @@ def test_bench_arguments():
     assert build_parser().parse_args(["bench", "fading", "solvers"]).which == ["fading", "solvers"]
     result = run_cli("bench", "nope")
     assert result.returncode == 2 and "unknown benchmark 'nope'; allowed: all, fading, solvers, training" in result.stderr
+
+
+def test_bench_runner_does_not_leak_argv_into_benchmarks(monkeypatch):
+    import fsllm_sim.benchmarks.training as training_bench
+    from fsllm_sim.benchmarks.runner import run_benchmarks
+
+    seen = []
+    monkeypatch.setattr(training_bench, "main", lambda argv=None: seen.append(argv) or 0)
+    monkeypatch.setattr(sys, "argv", ["fsllm-sim", "bench", "training"])
+    assert run_benchmarks(["training"]) == 0
+    assert seen == [[]]
