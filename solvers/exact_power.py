@@ -43,6 +43,8 @@ from channel_models.ofdma import (min_power_for_rate_w_batched, subchannel_rate_
                                   water_filling_power_w_batched)
 from fsllm_sim.errors import SolverError
 
+from .rootfind import illinois
+
 _LN2 = float(np.log(2.0))
 
 
@@ -204,7 +206,7 @@ class AssignmentPower:
                 lower[0] = max(lower[0], core)
             return m
 
-        _illinois(fun, lo, m_lo, hi, m_hi, rtol)
+        illinois(fun, lo, m_lo, hi, m_hi, xtol=rtol, relative=True)
         self.evaluations += ctx.evaluations
         return self._finish(terms, best[1], best[2], full_s, full_f, best[0], lower[0])
 
@@ -316,7 +318,7 @@ class _Feasibility:
             x1 = x0 + step
             f1 = g(x1)
         if f0 != 0 and np.sign(f1) != np.sign(f0):
-            root = _illinois(g, x0, f0, x1, f1, 1e-13, ftol=1e-13)
+            root = illinois(g, x0, f0, x1, f1, xtol=1e-13, relative=True, ftol=1e-13)
             self.log_nu = root
         return best[0] - 1.0, best[1], best[2]
 
@@ -373,46 +375,6 @@ class _Feasibility:
 def optimal_power(problem, split: int, rank: int, assign_s, assign_f, rtol: float = 1e-10) -> PowerSolution:
     """Optimal continuous powers for a fixed assignment at one (split, rank)."""
     return AssignmentPower(problem, assign_s, assign_f).solve(pair_terms(problem, split, rank), rtol=rtol)
-
-
-def _illinois(fun, a: float, fa: float, b: float, fb: float, xtol: float, ftol: float = 0.0,
-              max_iter: int = 200) -> float:
-    """Root of a monotone function bracketed by [a, b] (fa, fb of opposite signs; fb may be any sign).
-
-    Illinois regula falsi, with a bisection step whenever a value is infinite or the bracket has not
-    halved in three steps, so it is never much slower than bisection. ``xtol`` is relative to |b|
-    when the bracket is away from 0 (absolute below 1).
-    """
-    width0 = abs(b - a)
-    stale, side = 0, 0
-    for _ in range(max_iter):
-        if abs(b - a) <= xtol * max(1.0, abs(a), abs(b)):
-            break
-        if stale >= 3 or not (np.isfinite(fa) and np.isfinite(fb)) or fa == fb:
-            c, stale = 0.5 * (a + b), 0
-        else:
-            c = b - fb * (b - a) / (fb - fa)
-            if not (min(a, b) < c < max(a, b)):
-                c = 0.5 * (a + b)
-        fc = fun(c)
-        if abs(fc) <= ftol:
-            return c
-        if np.sign(fc) == np.sign(fb):
-            b, fb = c, fc
-            if side == -1 and np.isfinite(fa):
-                fa *= 0.5
-            side = -1
-        else:
-            a, fa = c, fc
-            if side == 1 and np.isfinite(fb):
-                fb *= 0.5
-            side = 1
-        width = abs(b - a)
-        if width > 0.5 * width0:
-            stale += 1
-        else:
-            stale, width0 = 0, width
-    return 0.5 * (a + b)
 
 
 def select_pairs(problem, split=None, rank=None) -> list[tuple[int, int]]:

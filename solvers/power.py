@@ -40,12 +40,14 @@ rounding cannot cross a cap).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from channel_models.ofdma import (min_power_for_rate_w_batched, subchannel_rate_bps,
                                   water_filling_power_w_batched)
+
+from .rootfind import illinois
 
 _LN2 = float(np.log(2.0))
 
@@ -402,7 +404,7 @@ class _TotalCapSolver:
             w1 = w0 + step
             f1 = psi(w1)
         if np.sign(f1) != np.sign(f0):
-            self._omega = _illinois(psi, w0, f0, w1, f1, xtol=1e-10, ftol=1e-12, max_iter=100)
+            self._omega = illinois(psi, w0, f0, w1, f1, xtol=1e-10, ftol=1e-12, max_iter=100)
         return best[0] - 1.0, best[1], best[2]
 
     # -- the outer search on tau ------------------------------------------------------------
@@ -436,48 +438,9 @@ class _TotalCapSolver:
 
         # Stop once a feasible tau uses the total caps to within a relative 1e-10: tau is then optimal
         # to rounding (a smaller tau would need more power than the caps allow).
-        _illinois(margin, tau_lo, m_lo, tau_hi, m_hi, xtol=self.rtol * tau_hi, ftol=0.0,
-                  max_iter=self.max_iter, stop=lambda: best["m"] >= -1e-10)
+        illinois(margin, tau_lo, m_lo, tau_hi, m_hi, xtol=self.rtol * tau_hi, ftol=0.0,
+                 max_iter=self.max_iter, stop=lambda: best["m"] >= -1e-10)
         res = _result(t, ps, pf, best["s"], best["f"], "total-cap search", self.evaluations)
         return res if res.max_time_s <= incumbent.max_time_s else incumbent
 
 
-def _illinois(fun: Callable[[float], float], a: float, fa: float, b: float, fb: float, xtol: float,
-              ftol: float, max_iter: int, stop: Callable[[], bool] = lambda: False) -> float:
-    """Root of a monotone scalar function bracketed by [a, b] (fa, fb of opposite signs).
-
-    Illinois regula falsi: superlinear on smooth functions, never leaves the bracket; a bisection
-    step is forced whenever the bracket fails to halve in three steps, so it is never slower than
-    bisection by more than a constant factor.
-    """
-    side = 0
-    stale = 0
-    width0 = abs(b - a)
-    for _ in range(max_iter):
-        if abs(b - a) <= xtol or stop():
-            break
-        if stale >= 3:
-            c = 0.5 * (a + b)
-            stale = 0
-        else:
-            c = b - fb * (b - a) / (fb - fa) if fb != fa else 0.5 * (a + b)
-            if not (min(a, b) < c < max(a, b)):
-                c = 0.5 * (a + b)
-        fc = fun(c)
-        if abs(fc) <= ftol:
-            return c
-        if np.sign(fc) == np.sign(fb):
-            b, fb = c, fc
-            if side == -1:
-                fa *= 0.5
-            side = -1
-        else:
-            a, fa = c, fc
-            if side == 1:
-                fb *= 0.5
-            side = 1
-        width = abs(b - a)
-        stale = stale + 1 if width > 0.5 * width0 else 0
-        if stale == 0:
-            width0 = width
-    return 0.5 * (a + b)
