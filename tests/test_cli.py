@@ -24,7 +24,7 @@ def test_show_config_prints_every_default(capsys):
     assert main(["show-config", str(ROOT / "scenarios" / "default.yaml")]) == 0
     data = yaml.safe_load(capsys.readouterr().out)
     assert data["channel"]["fading"]["coherence_bandwidth_hz"] is None  # a default not written in the file
-    assert data["server"]["workers"] == 1
+    assert data["federated_server"]["overhead_s"] == 0.001
 
 
 @pytest.mark.parametrize("content, fragment", [

@@ -139,9 +139,6 @@ class ServerConfig:
     flops_per_s: float = param(50e12, "Effective speed f_s of the main server.", unit="FLOP/s", gt=0, le=1e18)
     sharing: str = param("shared", "shared: the K training clients split f_s equally; dedicated: each sees f_s.",
                          choices=("shared", "dedicated"))
-    workers: int = param(1, "Parallel workers of the main server in the event engine.", ge=1, le=4096)
-    discipline: str = param("fifo", "Queueing discipline of the main server in the event engine.",
-                            choices=("fifo", "processor-sharing"))
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,8 @@ class FederatedServerConfig:
 class ModelConfig:
     name: str = param("smollm2-135m", "Registry name (smollm2-135m, tiny-llama, tiny-gpt2), a Hugging Face model id "
                                       "or a local path.")
-    dtype: str = param("float32", "Parameter dtype used for training on the simulator host.",
+    dtype: str = param("float32", "Dtype of the clients' frozen weights in the client memory estimate (training on "
+                                  "the simulator host itself runs in float32).",
                        choices=("float32", "bfloat16"))
 
 
