@@ -24,7 +24,7 @@ def training_config(scenario, rank: int | None = None):
     return TrainingConfig(
         model=scenario.model.name,
         data_source=data.source,
-        data_format="auto" if data.format == "auto" else data.format,
+        data_format=data.format,
         data_mode=data.mode,
         partition=data.partition,
         dirichlet_alpha=data.dirichlet_alpha,

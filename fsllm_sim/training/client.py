@@ -28,7 +28,7 @@ from fsllm_sim.training.lora import (
 )
 from fsllm_sim.training.messages import ActivationMessage, AdapterMessage, BroadcastMessage, GradientMessage
 from fsllm_sim.training.optim import OptimizerSpec
-from fsllm_sim.training.split import ClientPart, check_batch, labels_from_batch
+from fsllm_sim.training.split import ClientPart, check_batch, complete_batch
 from fsllm_sim.training.wire import check_precision, side_bits_per_token, state_bits, tensor_bits, wire_cast
 
 
@@ -40,12 +40,7 @@ def normalise_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise DataError(f"a batch must be a dict with 'input_ids' (and optionally 'attention_mask', 'labels'); "
                         f"got {type(batch).__name__}")
     ids = batch["input_ids"]
-    mask = batch.get("attention_mask")
-    if mask is None:
-        mask = torch.ones_like(ids)
-    labels = batch.get("labels")
-    if labels is None:
-        labels = labels_from_batch(ids, mask)
+    mask, labels = complete_batch(ids, batch.get("attention_mask"), batch.get("labels"))
     if tuple(labels.shape) != tuple(ids.shape):
         raise DataError(f"labels shape {tuple(labels.shape)} differs from input_ids shape {tuple(ids.shape)}")
     return ids, mask, labels

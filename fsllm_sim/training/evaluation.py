@@ -19,7 +19,7 @@ import torch
 
 from fsllm_sim.errors import DataError
 from fsllm_sim.training.lora import AdapterSlots
-from fsllm_sim.training.split import ClientPart, ServerPart, causal_lm_loss_sum, labels_from_batch
+from fsllm_sim.training.split import ClientPart, ServerPart, causal_lm_loss_sum, complete_batch
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,7 @@ def validation_tensors(validation) -> dict[str, torch.Tensor]:
         raise DataError(f"validation set must provide 'input_ids' as an N×L tensor; got {type(validation).__name__}")
     if ids.shape[0] == 0:
         raise DataError("validation set is empty (0 sequences); allowed: at least one sequence")
-    mask = d.get("attention_mask")
-    if mask is None:
-        mask = torch.ones_like(ids)
-    labels = d.get("labels")
-    if labels is None:
-        labels = labels_from_batch(ids, mask)
+    mask, labels = complete_batch(ids, d.get("attention_mask"), d.get("labels"))
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

@@ -226,3 +226,10 @@ def labels_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor | No
     if attention_mask is not None:
         labels[attention_mask == 0] = IGNORE_INDEX
     return labels
+
+
+def complete_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                   labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention_mask, labels) with the defaults filled in: no padding, and labels from the ids."""
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    return mask, (labels_from_batch(input_ids, mask) if labels is None else labels)
