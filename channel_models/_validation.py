@@ -1,6 +1,6 @@
 """Argument checks shared by the channel models.
 
-Every check raises :class:`fsllm_sim.errors.ValidityRangeError` with one line that names the
+Every check raises :class:`channel_models.errors.ValidityRangeError` with one line that names the
 function, the argument, the first offending value and the allowed range, because the CLI prints
 the message as the whole error report.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsllm_sim.errors import ValidityRangeError
+from .errors import ValidityRangeError
 
 
 def _fmt_bound(x: float) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 from scipy.constants import c as SPEED_OF_LIGHT_MPS
 from scipy.special import j0
 
-from fsllm_sim.errors import ValidityRangeError
+from .errors import ValidityRangeError
 
 from ._validation import (broadcast_to_shape, check_choice, check_integer, check_nonnegative,
                           check_positive, check_range)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsllm_sim.errors import ValidityRangeError
+from .errors import ValidityRangeError
 
 from ._validation import (broadcast_to_shape, check_choice, check_integer, check_nonnegative,
                           check_positive)

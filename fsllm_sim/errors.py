@@ -1,20 +1,26 @@
 """Exceptions that reach the user as one line.
 
-The CLI catches :class:`FsllmError`, prints ``error: <message>`` and exits with status 2, so every
-message must stand on its own: name the field or argument, the bad value and what is allowed.
+The CLI catches :class:`FsllmError` and :class:`ChannelModelError`, prints ``error: <message>`` and
+exits with status 2, so every message must stand on its own: name the field or argument, the bad
+value and what is allowed.
+
+``ValidityRangeError`` and its base ``ChannelModelError`` are defined in :mod:`channel_models.errors`
+(the channel models import nothing of the project) and re-exported here, so
+``fsllm_sim.errors.ValidityRangeError`` is the very class the channel models raise. It is a
+``ValueError`` but not an ``FsllmError``: code that must catch every user-facing error catches
+``(FsllmError, ChannelModelError)`` (``USER_ERRORS``).
 """
+
+from channel_models.errors import ChannelModelError, ValidityRangeError
 
 
 class FsllmError(Exception):
-    """Base class of every error the user is meant to read (never a traceback)."""
+    """Base class of the project's errors the user is meant to read (never a traceback); the channel
+    models' own are :class:`ChannelModelError`."""
 
 
 class ConfigError(FsllmError, ValueError):
     """A scenario field is unknown, of the wrong type or outside its allowed range."""
-
-
-class ValidityRangeError(FsllmError, ValueError):
-    """A physical model was asked for outside the range its source (e.g. 3GPP TR 38.901) validates."""
 
 
 class DataError(FsllmError):
@@ -27,3 +33,10 @@ class ModelLoadError(FsllmError):
 
 class SolverError(FsllmError, ValueError):
     """An optimisation problem is malformed or infeasible (e.g. more clients than subchannels)."""
+
+
+# Every error meant for the user as one line: ``except USER_ERRORS as exc`` prints ``exc``.
+USER_ERRORS = (FsllmError, ChannelModelError)
+
+__all__ = ["FsllmError", "ConfigError", "ValidityRangeError", "ChannelModelError", "DataError", "ModelLoadError",
+           "SolverError", "USER_ERRORS"]

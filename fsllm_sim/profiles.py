@@ -1,22 +1,73 @@
 """The per-(split, rank) cost profile of a scenario's model: FLOPs per phase, payload bits, client memory.
 
+:class:`SplitRankProfile` holds the table (the solvers take it as given: ``solvers.problem`` re-exports
+it); :func:`scenario_profile` builds it for a scenario.
+
 ``counted`` (default) takes the FLOPs from the real PyTorch operations of the real model
 (:func:`fsllm_sim.training.flop_count.profile_table`, cached on disk); ``analytic`` uses the closed-form
 transformer formula of :mod:`fsllm_sim.flops`, which the tests keep within 10 % of the counts.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
-from solvers.problem import SplitRankProfile
-
-from .errors import ConfigError
+from .errors import ConfigError, SolverError
 from .flops import DEFAULT_TARGETS, TransformerDims, lora_params_per_block, split_flops
 from .memory import client_memory_bytes
 
 PROFILE_SOURCES = ("counted", "analytic")
 # Profiles depend only on the model and a few training fields, so sweeps over radio parameters reuse them.
 _MEMO: dict = {}
+
+
+@dataclass(frozen=True)
+class SplitRankProfile:
+    """Per-(split, rank) costs of one mini-batch iteration, from the training engine or the analytic model.
+
+    Arrays are indexed ``[split_index, rank_index]`` over ``splits`` (ℓ values) and ``ranks`` (r values).
+    ``client_memory_bytes`` is optional; when given, pairs that exceed a client's memory are infeasible.
+    """
+
+    splits: np.ndarray
+    ranks: np.ndarray
+    client_forward_flops: np.ndarray
+    client_backward_flops: np.ndarray
+    server_flops: np.ndarray
+    activation_bits: np.ndarray
+    adapter_bits: np.ndarray
+    client_memory_bytes: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        splits = np.asarray(self.splits, dtype=int)
+        ranks = np.asarray(self.ranks, dtype=int)
+        object.__setattr__(self, "splits", splits)
+        object.__setattr__(self, "ranks", ranks)
+        shape = (splits.size, ranks.size)
+        for name in ("client_forward_flops", "client_backward_flops", "server_flops", "activation_bits",
+                     "adapter_bits", "client_memory_bytes"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=float)
+            if arr.shape != shape:
+                raise SolverError(f"profile.{name} has shape {arr.shape}, expected (len(splits), len(ranks)) = {shape}")
+            if np.any(~np.isfinite(arr)) or np.any(arr < 0):
+                raise SolverError(f"profile.{name} must be finite and >= 0")
+            object.__setattr__(self, name, arr)
+        if splits.size == 0 or ranks.size == 0:
+            raise SolverError("profile needs at least one split and one rank")
+
+    def index(self, split: int, rank: int) -> tuple[int, int]:
+        si = np.flatnonzero(self.splits == split)
+        ri = np.flatnonzero(self.ranks == rank)
+        if si.size == 0:
+            raise SolverError(f"split={split} is not in the profile's splits {self.splits.tolist()}")
+        if ri.size == 0:
+            raise SolverError(f"rank={rank} is not in the profile's ranks {self.ranks.tolist()}")
+        return int(si[0]), int(ri[0])
 
 
 def _memory_table(dims: TransformerDims, splits, ranks, b: int, L: int, targets, dtype: str) -> np.ndarray:

@@ -4,8 +4,8 @@
 
 * **enumeration** (:mod:`solvers.enumeration`) when the number of assignment pairs per (split, rank)
   is at most ``enumeration_limit``: every surjective assignment with its optimal continuous power.
-* **MILP with outer approximation** (:mod:`solvers.milp`) otherwise. For each (split, rank), the
-  formulation of :mod:`solvers.milp` is solved repeatedly (Kelley / outer-approximation loop):
+* **MILP with outer approximation** (:mod:`solvers.milp_model`) otherwise. For each (split, rank), the
+  formulation of :mod:`solvers.milp_model` is solved repeatedly (Kelley / outer-approximation loop):
 
   1. solve the MILP (binary assignment, continuous normalised power, rate and inverse-rate
      variables, current tangent cuts). Every cut over-estimates a rate or under-estimates a time, so
@@ -36,6 +36,9 @@ K (M + N) binaries instead of K (M + N) L.
 Before the MILPs, the LP relaxation of the same model (a few outer-approximation rounds, see
 :func:`solvers.relaxation.lp_bound`) bounds every pair; pairs are then solved in increasing order of
 that bound, and it is the bound a pair keeps if the time runs out before its turn.
+
+``solve_gurobi`` (method "gurobi") is ``solve_milp`` on the Gurobi backend of :mod:`solvers.backends.gurobi`,
+which falls back to HiGHS with a note when Gurobi cannot run the model.
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ from fsllm_sim.errors import SolverError
 
 from .enumeration import enumeration_size, solve_enumeration
 from .exact_power import AssignmentPower, greedy_assignment, pair_terms, select_pairs
-from .milp import AllocationModel, make_backend
+from .backends import SIZE_LIMITED_LICENCE, GurobiBackend, make_backend
+from .milp_model import AllocationModel
 from .relaxation import lp_bound
 from .problem import Solution, evaluate
 
@@ -236,4 +240,25 @@ def solve_exact(problem, split=None, rank=None, *, algorithm: str = "auto",
         sol.method = "exact"
         return sol
     sol = solve_milp(problem, split, rank, backend=backend, gap_tol=gap_tol, time_limit_s=time_limit_s, **options)
+    return sol
+
+
+def solve_gurobi(problem, split=None, rank=None, **options):
+    """The exact solver's MILP (outer approximation) through Gurobi; HiGHS when Gurobi cannot run it.
+
+    Options as :func:`solve_milp` (``gap_tol``, ``time_limit_s``, ``max_iterations``,
+    ``threads``, ``verbose``) plus ``size_limits`` (default: the size-limited licence; ``None`` for a
+    full licence). The returned Solution has method "gurobi"; its notes say which solver ran.
+    """
+    allowed = _MILP_OPTIONS | {"gap_tol", "time_limit_s", "size_limits"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise SolverError(f"solve_gurobi: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    size_limits = options.pop("size_limits", SIZE_LIMITED_LICENCE)
+    backend = GurobiBackend(threads=options.pop("threads", None), size_limits=size_limits)
+    try:
+        sol = solve_milp(problem, split, rank, backend=backend, **options)
+    finally:
+        backend.close()
+    sol.method = "gurobi"
     return sol

@@ -17,56 +17,10 @@ from channel_models.ofdma import client_rates_bps
 from fsllm_sim.convergence import ConvergenceModel
 from fsllm_sim.delay import DelayBreakdown, delay_breakdown
 from fsllm_sim.errors import SolverError
+from fsllm_sim.profiles import SplitRankProfile  # re-exported: solvers.problem.SplitRankProfile
 
 # Relative slack on power constraints, so an allocation that meets a cap to rounding is accepted.
 POWER_TOLERANCE = 1e-9
-
-
-@dataclass(frozen=True)
-class SplitRankProfile:
-    """Per-(split, rank) costs of one mini-batch iteration, from the training engine or the analytic model.
-
-    Arrays are indexed ``[split_index, rank_index]`` over ``splits`` (ℓ values) and ``ranks`` (r values).
-    ``client_memory_bytes`` is optional; when given, pairs that exceed a client's memory are infeasible.
-    """
-
-    splits: np.ndarray
-    ranks: np.ndarray
-    client_forward_flops: np.ndarray
-    client_backward_flops: np.ndarray
-    server_flops: np.ndarray
-    activation_bits: np.ndarray
-    adapter_bits: np.ndarray
-    client_memory_bytes: Optional[np.ndarray] = None
-
-    def __post_init__(self):
-        splits = np.asarray(self.splits, dtype=int)
-        ranks = np.asarray(self.ranks, dtype=int)
-        object.__setattr__(self, "splits", splits)
-        object.__setattr__(self, "ranks", ranks)
-        shape = (splits.size, ranks.size)
-        for name in ("client_forward_flops", "client_backward_flops", "server_flops", "activation_bits",
-                     "adapter_bits", "client_memory_bytes"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            arr = np.asarray(value, dtype=float)
-            if arr.shape != shape:
-                raise SolverError(f"profile.{name} has shape {arr.shape}, expected (len(splits), len(ranks)) = {shape}")
-            if np.any(~np.isfinite(arr)) or np.any(arr < 0):
-                raise SolverError(f"profile.{name} must be finite and >= 0")
-            object.__setattr__(self, name, arr)
-        if splits.size == 0 or ranks.size == 0:
-            raise SolverError("profile needs at least one split and one rank")
-
-    def index(self, split: int, rank: int) -> tuple[int, int]:
-        si = np.flatnonzero(self.splits == split)
-        ri = np.flatnonzero(self.ranks == rank)
-        if si.size == 0:
-            raise SolverError(f"split={split} is not in the profile's splits {self.splits.tolist()}")
-        if ri.size == 0:
-            raise SolverError(f"rank={rank} is not in the profile's ranks {self.ranks.tolist()}")
-        return int(si[0]), int(ri[0])
 
 
 def _vector(name: str, value, length: int, positive: bool = True) -> np.ndarray:

@@ -52,7 +52,7 @@ def _lazy(module: str, attr: str, name: str) -> Callable[..., Solution]:
 METHODS: dict[str, Callable[..., Solution]] = {
     "bcd": solve_bcd,
     "exact": _lazy("solvers.exact", "solve_exact", "exact"),
-    "gurobi": _lazy("solvers.gurobi_backend", "solve_gurobi", "gurobi"),
+    "gurobi": _lazy("solvers.exact", "solve_gurobi", "gurobi"),
     "relaxation": _lazy("solvers.relaxation", "solve_relaxation", "relaxation"),
     "equal": solve_equal,
     "random": solve_random,

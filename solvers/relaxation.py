@@ -6,14 +6,14 @@ The relaxation lets clients share a subchannel: ``x[k,i] in [0, 1]`` with ``sum_
 the band and spreads p over it). Any real allocation is a point of it, so its optimum is a lower bound.
 
 How the bound is certified (never a local optimum): the relaxation is solved by an outer
-approximation. The LP of :class:`solvers.milp.AllocationModel` with x continuous replaces the concave
+approximation. The LP of :class:`solvers.milp_model.AllocationModel` with x continuous replaces the concave
 perspective by tangent planes (each is >= the perspective everywhere, because the perspective is
 jointly concave and positively homogeneous) and the convex 1/R by tangents (each <= 1/R). So every
 LP of the sequence is itself a relaxation of the relaxation, and its optimum is <= the relaxation's
 optimum <= the true optimum. Cuts at the LP's point where it over-estimates are added and the LP
 is solved again, which raises the bound towards the relaxation's optimum. The value taken is not
 the LP solver's objective but a Lagrangian bound recomputed from its duals with the column box
-(:func:`solvers.milp.safe_lp_bound`): it is valid for any multipliers, so the solver's tolerances
+(:func:`solvers.milp_model.safe_lp_bound`): it is valid for any multipliers, so the solver's tolerances
 cannot make it too high. T is capped by the value of a feasible allocation of the pair (a greedy
 assignment with scaled water-filling powers), which does not cut off the relaxation's optimum and
 makes every column bounded.
@@ -37,7 +37,8 @@ import numpy as np
 from channel_models.ofdma import subchannel_rate_bps, water_filling_power_w_batched
 
 from .exact_power import assignment_mask, greedy_assignment, pair_terms, select_pairs
-from .milp import RATE_UNIT_BPS, AllocationModel, make_backend, safe_lp_bound
+from .backends import make_backend
+from .milp_model import RATE_UNIT_BPS, AllocationModel, safe_lp_bound
 from .problem import Solution
 
 

@@ -15,9 +15,12 @@ def test_default_environment_is_consistent_with_the_channel_models():
     expected_pl = cm.path_loss_db("uma", env.distance_2d_m, 3.5, 25.0, 1.5, env.los)
     assert np.allclose(env.path_loss_db, expected_pl)
     assert np.allclose(env.large_scale_gain, 10 ** (-(env.path_loss_db + env.shadowing_db) / 10))
-    # Rician only for LOS clients under fading model "auto"
+    # Rician only for LOS clients under fading model "auto". The default draw has both kinds of client
+    # (1 LOS, 7 NLOS), so the checks below compare real values; test_forced_los covers all-LOS/all-NLOS.
+    assert env.los.any() and not env.los.all(), env.los
     assert np.all((env.rician_k_linear > 0) == env.los)
-    assert env.rician_k_linear[env.los] == pytest.approx(10 ** 0.9) if env.los.any() else True
+    assert env.rician_k_linear[env.los] == pytest.approx(np.full(int(env.los.sum()), 10 ** 0.9))
+    assert np.all(env.rician_k_linear[~env.los] == 0)
     # f_D = v f_c / c at 3 km/h and 3.5 GHz
     assert env.doppler_hz == pytest.approx(3 / 3.6 * 3.5e9 / 299_792_458)
     assert env.noise_psd_w_per_hz == pytest.approx(10 ** ((-174 + 7 - 30) / 10))
@@ -38,6 +41,8 @@ def test_downlink_shares_power_and_band_equally_and_broadcast_serves_the_weakest
 def test_forced_los(los, expected):
     env = build_environment(scenario_from_dict({"channel": {"path_loss": {"los": los}}}))
     assert np.all(env.los == expected)
+    # Rician K (TR 38.901 UMa LOS: 9 dB) on every client when all are LOS, on none otherwise
+    assert env.rician_k_linear == pytest.approx(np.full(env.num_clients, 10 ** 0.9 if expected else 0.0))
 
 
 def test_log_distance_and_rma_build():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from channel_models.ofdma import water_filling_power_w_batched
+from solvers import power
 from solvers.enumeration import count_surjections, enumeration_size, solve_enumeration, surjections
 from solvers.exact import greedy_assignment, solve_exact, solve_milp
 from solvers.exact_power import AssignmentPower, pair_terms
@@ -102,7 +103,6 @@ def test_exact_power_beats_every_point_of_a_grid(caps):
 @pytest.mark.parametrize("seed,caps", [(0, (0.2, None)), (1, (None, 0.15)), (2, (0.2, 0.2)), (3, (0.1, 0.3))])
 def test_exact_power_agrees_with_the_heuristics_power_step(seed, caps):
     """Two independent implementations (solvers.exact_power and solvers.power) find the same optimum."""
-    power = pytest.importorskip("solvers.power")
     pb = instance(seed, k=3, m=6, n=4, caps=caps)
     rng = np.random.default_rng(seed)
     a_s = np.concatenate([np.arange(3), rng.integers(0, 3, 3)])

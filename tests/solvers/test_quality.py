@@ -12,12 +12,10 @@ worst 6.9 % (instance 37: K=2, M=5, N=3, caps 0.15 / 0.35 W: bcd 124.71 s, optim
 at split 2, rank 16), optimal on 25 of 40.
 """
 import numpy as np
-import pytest
 
+from solvers import bcd
 from solvers.exact import solve_exact
 from solvers.instances import random_problem, synthetic_profile
-
-bcd = pytest.importorskip("solvers.bcd", reason="solvers.bcd (the heuristic) is not written yet")
 
 PROFILE = synthetic_profile(splits=[2, 10, 24], ranks=[1, 4, 16])
 

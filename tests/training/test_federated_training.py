@@ -67,7 +67,6 @@ def test_empty_validation_and_bad_config():
 
 def test_real_data_pipeline_with_tiny_model_and_bpe():
     """Shakespeare through the data package, a 512-token BPE, a tiny Llama: one short round end to end."""
-    pytest.importorskip("fsllm_sim.training.data")
     cfg = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=2, seq_len=32, rounds=1, local_iters=2,
                          split=1, rank=2, max_tokens_per_client=4000, max_eval_batches=2, eval_batch_size=4)
     res = run_federated_training(cfg, progress=False)
