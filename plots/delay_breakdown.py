@@ -9,6 +9,8 @@ matplotlib.use("Agg")  # headless: figures go to files, never to a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .io import save_figure  # noqa: E402
+
 PHASES = (
     ("client compute", "#4c72b0"),
     ("uplink (activations)", "#dd8452"),
@@ -42,7 +44,4 @@ def plot_delay_breakdown(breakdown, local_iterations: int, path: str | Path, tit
     ax.set_title(title or "Round-time breakdown per client")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .io import save_figure  # noqa: E402
+
 
 def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, title: str = "") -> Path:
     """Clients as dots coloured by mean SNR (dB); LOS clients ringed; the BS at the origin."""
@@ -30,7 +32,4 @@ def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, tit
     ax.set_title(title or "Cell layout")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -8,6 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .io import save_figure  # noqa: E402
+
 
 def plot_sweep(results: list[dict], set_columns: list[str], path: str | Path) -> Path:
     x_col = set_columns[0]
@@ -27,7 +29,4 @@ def plot_sweep(results: list[dict], set_columns: list[str], path: str | Path) ->
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -1,0 +1,123 @@
+"""Gantt chart of one global round from the simulator's event trace.
+
+The delay breakdown (``delay_breakdown.py``) shows how long each phase takes on average; it cannot show
+*when* clients wait: uplink contention, queueing at the main server, stragglers holding up aggregation. This
+chart draws every traced interval of one round on a client-by-time grid, so those gaps are visible.
+
+The function returns the data it drew, relative to the round start, so tests can check the picture against
+the trace without reading pixels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files, never to a window
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .io import save_figure  # noqa: E402
+
+# Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+}
+
+IDLE = "idle"
+IDLE_COLOUR = "#E8E8E8"  # light grey: the background a client shows while it does nothing
+
+# Drawing category -> colour, in legend order.
+CATEGORY_COLOURS = {
+    "compute": OKABE_ITO["blue"],
+    "uplink": OKABE_ITO["orange"],
+    "queue wait": OKABE_ITO["yellow"],
+    "server": OKABE_ITO["bluish green"],
+    "downlink": OKABE_ITO["vermillion"],
+    "adapter upload": OKABE_ITO["reddish purple"],
+    "aggregation": OKABE_ITO["black"],
+    "broadcast": OKABE_ITO["sky blue"],
+}
+
+# Trace phase -> drawing category.
+PHASE_CATEGORY = {
+    "forward": "compute",
+    "backward": "compute",
+    "uplink": "uplink",
+    "server_wait": "queue wait",
+    "server": "server",
+    "downlink": "downlink",
+    "adapter_upload": "adapter upload",
+    "aggregation": "aggregation",
+    "broadcast": "broadcast",
+}
+
+FS_CLIENT = -1  # the federated server's client id in the trace
+BAR_HEIGHT = 0.7  # of one row (rows are 1 apart)
+
+
+def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: str = "") -> dict:
+    """Draw round ``round_index`` (1-based) of the trace as a Gantt chart at ``path``; return what was drawn.
+
+    Returns ``{"round_start_s", "round_end_s", "bars": {category: [(client, start_rel_s, duration_s), ...]}}``
+    with times relative to the round start (the round's earliest ``start_s``). ``bars["idle"]`` holds the grey
+    background span of each client row. Zero-length intervals are skipped.
+    """
+    rows = []
+    for r in trace_rows:
+        if int(r["round"]) != round_index:
+            continue
+        phase = str(r["phase"])
+        if phase not in PHASE_CATEGORY:
+            raise ValueError(f"unknown trace phase {phase!r} in round {round_index}")
+        start_s, end_s = float(r["start_s"]), float(r["end_s"])
+        if end_s < start_s:
+            raise ValueError(f"trace interval ends before it starts: {phase} of client {r['client']} "
+                             f"in round {round_index} ({start_s} s > {end_s} s)")
+        rows.append((int(r["client"]), PHASE_CATEGORY[phase], start_s, end_s))
+    if not rows:
+        raise ValueError(f"the trace has no rows for round {round_index}")
+
+    round_start_s = min(start for _, _, start, _ in rows)
+    round_end_s = max(end for _, _, _, end in rows)
+    round_len_s = round_end_s - round_start_s
+
+    clients = sorted({c for c, _, _, _ in rows if c != FS_CLIENT})
+    row_ids = clients + [FS_CLIENT]  # client 0 at the top, the federated server last
+    y_of = {c: i for i, c in enumerate(row_ids)}
+
+    bars: dict[str, list[tuple[int, float, float]]] = {IDLE: [(c, 0.0, round_len_s) for c in clients]}
+    for client, category, start_s, end_s in sorted(rows, key=lambda x: (x[0], x[2], x[3])):
+        if end_s == start_s:
+            continue
+        bars.setdefault(category, []).append((client, start_s - round_start_s, end_s - start_s))
+
+    fig, ax = plt.subplots(figsize=(8.0, 1.6 + 0.45 * len(row_ids)), dpi=120)
+    for category, colour in [(IDLE, IDLE_COLOUR), *CATEGORY_COLOURS.items()]:
+        for client in row_ids:
+            spans = [(start, dur) for c, start, dur in bars.get(category, []) if c == client]
+            if spans:
+                ax.broken_barh(spans, (y_of[client] - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=colour,
+                               linewidth=0, zorder=1 if category == IDLE else 2)
+    ax.set_yticks(range(len(row_ids)))
+    ax.set_yticklabels([str(c) if c != FS_CLIENT else "FS" for c in row_ids])
+    ax.set_ylim(len(row_ids) - 0.5, -0.5)  # inverted: client 0 at the top
+    ax.set_xlim(0.0, round_len_s if round_len_s > 0 else 1.0)
+    ax.set_xlabel(f"simulated time in round {round_index} (s)")
+    ax.set_ylabel("client")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(title or f"Round {round_index} timeline")
+    handles = [Patch(facecolor=colour, label=category)
+               for category, colour in [(IDLE, IDLE_COLOUR), *CATEGORY_COLOURS.items()] if bars.get(category)]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    save_figure(fig, path)
+    return {"round_start_s": round_start_s, "round_end_s": round_end_s, "bars": bars}

@@ -1,0 +1,51 @@
+"""Atomic figure writing: a reader never sees a half-written image.
+
+Figures land in run directories that other processes (a sweep driver, a notebook, a file server) may read
+while a run is still going, and a run may be killed mid-write. ``fig.savefig(path)`` writes in place, so an
+interrupted or failing render leaves a truncated file, or destroys the previous good figure. Here the figure
+is rendered to a hidden temporary file in the same folder (same file system, so the final ``os.replace`` is
+an atomic rename), synced to disk, made world-readable (``mkstemp`` creates files 0o600), and only then
+moved over ``path``. On any failure the temporary file is removed and the old figure stays untouched.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files, never to a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+FILE_MODE = 0o644  # owner read/write, group and others read (mkstemp's default 0o600 hides figures)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Render ``fig`` atomically to ``path`` (format from its final suffix), close the figure, return the path.
+
+    Raises ``ValueError`` when ``path`` has no suffix or matplotlib does not know the format; ``path`` is then
+    left exactly as it was.
+    """
+    path = Path(path)
+    try:
+        fmt = path.suffix[1:].lower()
+        if not fmt:
+            raise ValueError(f"cannot infer a figure format from {str(path)!r}: it has no suffix")
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fig.savefig(fh, format=fmt)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp_name, FILE_MODE)
+            os.replace(tmp_name, path)
+        except BaseException:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+            raise
+    finally:
+        plt.close(fig)
+    return path
