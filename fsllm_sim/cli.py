@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import FsllmError
+from .errors import USER_ERRORS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -43,10 +43,21 @@ def _cmd_reference(args) -> int:
 
 def _cmd_run(args) -> int:
     from .config import load_scenario
-    from .jobs.analytic_run import run_analytic
+    from .jobs.run import run_simulation
 
-    run_analytic(load_scenario(args.scenario), allocation_path=args.allocation, runs_dir=args.runs_dir,
-                 progress=not args.no_progress, profile_source=args.profile)
+    run_simulation(load_scenario(args.scenario), allocation=args.allocation, training=args.training,
+                   rounds=args.rounds, policy=args.policy, timing=args.timing, runs_dir=args.runs_dir,
+                   progress=not args.no_progress, profile_source=args.profile)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .config import load_scenario
+    from .jobs.compare import parse_methods, run_compare
+
+    run_compare(load_scenario(args.scenario), parse_methods(args.methods), training=args.training,
+                rounds=args.rounds, runs_dir=args.runs_dir, progress=not args.no_progress,
+                profile_source=args.profile)
     return 0
 
 
@@ -81,6 +92,16 @@ def _cmd_bench(args) -> int:
     return run_benchmarks(args.which)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 1 to 1000000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fsllm-sim", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -97,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--write", metavar="PATH", help="write the reference to PATH instead of printing it")
     ref.set_defaults(func=_cmd_reference)
 
-    for name, func, text in (("run", _cmd_run, "evaluate the scenario end to end and write a run directory"),
+    for name, func, text in (("run", _cmd_run, "simulate the scenario end to end (event engine) and write a run "
+                                                "directory"),
+                             ("compare", _cmd_compare, "simulate the same scenario and seeds under several "
+                                                       "allocations and compare them in simulated time"),
                              ("optimize", _cmd_optimize, "choose subchannels, power, split and rank; compare with "
                                                          "baselines and the lower bound")):
         c = scenario_cmd(name, func, text)
@@ -105,8 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--no-progress", action="store_true", help="hide progress bars")
         c.add_argument("--profile", choices=("counted", "analytic"), default="counted",
                        help="FLOPs per phase counted from the real PyTorch model (default) or from the analytic formula")
-    sub.choices["run"].add_argument("--allocation", metavar="SOLUTION_JSON",
-                                    help="evaluate a solution saved by `fsllm-sim optimize` instead of equal shares")
+    for name in ("run", "compare"):
+        c = sub.choices[name]
+        c.add_argument("--training", choices=("real", "analytic"), default=None,
+                       help="real PyTorch training in simulated order, or analytic costs only (default: the "
+                            "scenario's simulation.training)")
+        c.add_argument("--rounds", type=_positive_int, default=None,
+                       help="global rounds to simulate (default: the scenario's simulation.rounds)")
+    run = sub.choices["run"]
+    run.add_argument("--allocation", metavar="SOLUTION_JSON|METHOD", default=None,
+                     help="equal-share, a solver method (solved on the mean gains at t=0) or a solution.json from "
+                          "`fsllm-sim optimize` (default: the scenario's simulation.allocation)")
+    run.add_argument("--policy", choices=("static", "online"), default=None,
+                     help="static allocation, or re-solved each round on the gains measured then")
+    run.add_argument("--timing", choices=("flops", "measured"), default=None,
+                     help="compute durations from counted FLOPs (deterministic) or measured host times scaled to "
+                          "the devices (default: the scenario's simulation.timing)")
+    sub.choices["compare"].add_argument("--methods", required=True, metavar="M1,M2,...",
+                                        help="allocations to compare: equal-share, solver methods (bcd, equal, "
+                                             "random, max-power, exact, gurobi) or solution.json paths")
     sub.choices["optimize"].add_argument("--method", default=None,
                                          help="solver (default: the scenario's optimizer.method)")
     sub.choices["optimize"].add_argument("--no-baselines", action="store_true", help="skip the baseline comparison")
@@ -135,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except FsllmError as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

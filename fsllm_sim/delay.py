@@ -15,7 +15,10 @@ import numpy as np
 
 from .errors import ConfigError
 
-SERVER_SHARING_MODES = ("shared", "dedicated")
+# Main-server disciplines of the event engine (spec section 3). The closed form has no queue: it sees
+# f_s for ``dedicated`` and the static slice f_s / K for every other discipline, which ``partitioned``
+# reproduces exactly and ``processor-sharing`` / ``fifo`` improve on when fewer clients are present.
+SERVER_DISCIPLINES = ("dedicated", "partitioned", "processor-sharing", "fifo")
 
 
 def compute_time_s(flops, flops_per_s):
@@ -36,17 +39,17 @@ def transfer_time_s(bits, rate_bps):
     return np.where(bits == 0, 0.0, t)
 
 
-def server_speed_seen_flops_per_s(server_flops_per_s: float, num_clients: int, sharing: str = "shared"):
-    """Speed of the main server as seen by one client (spec section 3).
+def server_speed_seen_flops_per_s(server_flops_per_s: float, num_clients: int, discipline: str = "partitioned"):
+    """Speed of the main server as seen by one client in the closed form (spec section 3).
 
-    ``shared``: the K concurrently training clients split the server equally (f_s / K);
-    ``dedicated``: each client has a server of speed f_s to itself.
+    ``dedicated``: each client has a server of speed f_s to itself; every other discipline: the K
+    concurrently training clients split the server equally (f_s / K), the spec's ``shared``.
     """
-    if sharing not in SERVER_SHARING_MODES:
-        raise ConfigError(f"server sharing={sharing!r} is not one of {', '.join(SERVER_SHARING_MODES)}")
+    if discipline not in SERVER_DISCIPLINES:
+        raise ConfigError(f"server.discipline={discipline!r} is not one of {', '.join(SERVER_DISCIPLINES)}")
     if num_clients < 1:
         raise ConfigError(f"num_clients={num_clients} must be >= 1")
-    return server_flops_per_s / num_clients if sharing == "shared" else float(server_flops_per_s)
+    return float(server_flops_per_s) if discipline == "dedicated" else server_flops_per_s / num_clients
 
 
 def convergence_rounds(rank, a: float, b: float, c: float):

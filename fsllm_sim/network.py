@@ -58,6 +58,13 @@ class RadioEnvironment:
                               self.block_s, rng, coherence_bandwidth_hz=self.coherence_bandwidth_hz,
                               subchannel_bandwidth_hz=b.bandwidth_hz)
 
+    def observed_fading(self, band: str, seed_sequence: np.random.SeedSequence) -> cm.ObservedFading:
+        """The same fading law as :meth:`fading`, drawn per client only where observed (the event engine's)."""
+        b = self.band(band)
+        return cm.ObservedFading(self.num_clients, b.num_subchannels, self.rician_k_linear, self.doppler_hz,
+                                 self.block_s, seed_sequence, coherence_bandwidth_hz=self.coherence_bandwidth_hz,
+                                 subchannel_bandwidth_hz=b.bandwidth_hz)
+
     def downlink_rate_bps(self, num_served: int | None = None, gain=None) -> np.ndarray:
         """Per-client downlink rate when ``num_served`` clients share the BS power and band equally."""
         n = self.num_clients if num_served is None else num_served

@@ -26,7 +26,7 @@ def test_default_file_matches_spec_section_6():
     assert (s.devices.speed.distribution, s.devices.speed.median_flops_per_s, s.devices.speed.sigma) == \
         ("lognormal", 0.5e12, 0.6)
     assert s.devices.memory_bytes == 4 * 1024 ** 3
-    assert (s.server.flops_per_s, s.server.sharing) == (50e12, "shared")
+    assert (s.server.flops_per_s, s.server.discipline, s.server.workers) == (50e12, "partitioned", 1)
     assert s.model.name == "smollm2-135m"
     assert s.lora.ranks == (1, 2, 4, 8, 16) and s.lora.alpha_per_rank == 2.0
     assert s.lora.target_modules == ("q_proj", "v_proj")
@@ -104,6 +104,6 @@ def test_relative_paths_resolve_against_the_scenario_folder(tmp_path):
 def test_reference_document_is_up_to_date_and_lists_every_field():
     text = (ROOT / "scenarios" / "REFERENCE.md").read_text()
     assert text == reference_markdown(), "scenarios/REFERENCE.md is stale: run `make reference`"
-    for path in ("clients.count", "channel.path_loss.carrier_ghz", "channel.fading.block_s", "server.sharing",
+    for path in ("clients.count", "channel.path_loss.carrier_ghz", "channel.fading.block_s", "server.discipline",
                  "training.activation_precision", "convergence.calibration"):
         assert f"`{path}`" in text

@@ -26,10 +26,11 @@ def test_zero_rate_is_infinite_not_an_error_and_zero_bits_take_no_time():
     assert transfer_time_s(0.0, 0.0) == 0.0
 
 
-def test_server_sharing():
-    assert server_speed_seen_flops_per_s(50e12, 8, "shared") == pytest.approx(6.25e12)
+def test_server_speed_seen_by_the_closed_form():
+    for discipline in ("partitioned", "processor-sharing", "fifo"):
+        assert server_speed_seen_flops_per_s(50e12, 8, discipline) == pytest.approx(6.25e12)
     assert server_speed_seen_flops_per_s(50e12, 8, "dedicated") == 50e12
-    with pytest.raises(ConfigError, match="sharing='both'"):
+    with pytest.raises(ConfigError, match="discipline='both'"):
         server_speed_seen_flops_per_s(1.0, 1, "both")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..delay import SERVER_DISCIPLINES
 from .fields import param, section
 
 GIB = 1024 ** 3
@@ -137,8 +138,15 @@ class DevicesConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     flops_per_s: float = param(50e12, "Effective speed f_s of the main server.", unit="FLOP/s", gt=0, le=1e18)
-    sharing: str = param("shared", "shared: the K training clients split f_s equally; dedicated: each sees f_s.",
-                         choices=("shared", "dedicated"))
+    discipline: str = param("partitioned", "How the main server serves the clients' requests: dedicated (each client "
+                                           "served at once at f_s), partitioned (each client owns a static slice "
+                                           "f_s/K, the closed form's shared server), processor-sharing (f_s split "
+                                           "equally among the requests present at each instant) or fifo (workers "
+                                           "of speed f_s/workers and one first-come first-served queue). The "
+                                           "optimiser's closed form sees f_s for dedicated and f_s/K otherwise.",
+                            choices=SERVER_DISCIPLINES)
+    workers: int = param(1, "Number c of parallel workers of the fifo discipline (each of speed f_s/c).", ge=1,
+                         le=100_000)
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,6 @@ class TrainingConfig:
     batch_size: int = param(4, "Mini-batch size b (sequences).", ge=1, le=4096)
     seq_len: int = param(128, "Sequence length L (tokens).", ge=2, le=131_072)
     local_iterations: int = param(5, "Local iterations E per client per global round.", ge=1, le=100_000)
-    rounds: int = param(3, "Global rounds to simulate.", ge=1, le=1_000_000)
     learning_rate: float = param(1e-3, "Learning rate of the adapters (client and server).", gt=0, le=10)
     optimizer: str = param("adamw", "Optimiser of the adapters.", choices=("adamw", "sgd"))
     server_mode: str = param("v1", "v1: one server adapter per client, averaged each round; v2: one shared server "
@@ -245,6 +252,33 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class SimulationConfig:
+    rounds: int = param(3, "Global rounds the event engine simulates (`fsllm-sim run`).", ge=1, le=1_000_000)
+    training: str = param("real", "real: every forward, backward and update of the split model runs in PyTorch at "
+                                  "its simulated time; analytic: no PyTorch, FLOPs and payloads from the profile "
+                                  "(for large sweeps).", choices=("real", "analytic"))
+    timing: str = param("flops", "Duration of compute phases: flops (counted FLOPs / device speed, deterministic) "
+                                 "or measured (host wall time of each real op x host speed / device speed; needs "
+                                 "training: real).", choices=("flops", "measured"))
+    host_flops_per_s: Optional[float] = param(None, "Effective speed of the simulating host for timing: measured "
+                                                    "(null: measured once with a float32 matrix product).",
+                                              unit="FLOP/s", gt=0, le=1e18, nullable=True, kind="float")
+    policy: str = param("static", "static: one allocation for the whole run; online: re-solved at each round start "
+                                  "on the gains measured then (split and rank kept from the first round).",
+                        choices=("static", "online"))
+    allocation: str = param("equal-share", "Static allocation: equal-share (equal subchannel counts, water-filled "
+                                           "power, the scenario's split and rank), a solver method name (solved on "
+                                           "the mean gains at t = 0), or the path of a solution.json written by "
+                                           "`fsllm-sim optimize`. With policy online: the method re-solved each "
+                                           "round (equal-share means bcd).")
+    target_val_loss: Optional[float] = param(None, "Validation loss whose first crossing gives the simulated time to "
+                                                   "target (null: the target recorded in the convergence calibration "
+                                                   "file, if any).", gt=0, le=1e3, nullable=True, kind="float")
+    record_channel: bool = param(True, "Write channel.csv (one row per fading block of every transfer); switch off "
+                                       "for very long or large runs.")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     runs_dir: str = param("runs", "Folder under which each run writes its own directory (relative to the current "
                                   "directory).", kind="path")
@@ -268,4 +302,5 @@ class Scenario:
     convergence: ConvergenceConfig = section(ConvergenceConfig, "Rounds to converge as a function of rank.")
     calibration: CalibrationConfig = section(CalibrationConfig, "How `fsllm-sim calibrate` measures N(r).")
     optimizer: OptimizerConfig = section(OptimizerConfig, "Allocation optimiser.")
+    simulation: SimulationConfig = section(SimulationConfig, "The discrete-event simulation of `fsllm-sim run`.")
     output: OutputConfig = section(OutputConfig, "Where results go.")

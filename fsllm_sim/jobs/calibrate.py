@@ -12,44 +12,7 @@ import sys
 from pathlib import Path
 
 from ..report import format_table
-from ..seeding import stream_seed
-
-
-def training_config(scenario, rank: int | None = None):
-    """The training engine's configuration for a scenario (one place that maps scenario → engine)."""
-    from ..training.federated_training import TrainingConfig
-
-    tr, data, lora = scenario.training, scenario.data, scenario.lora
-    r = lora.rank if rank is None else rank
-    return TrainingConfig(
-        model=scenario.model.name,
-        data_source=data.source,
-        data_format=data.format,
-        data_mode=data.mode,
-        partition=data.partition,
-        dirichlet_alpha=data.dirichlet_alpha,
-        validation_fraction=data.validation_fraction,
-        global_validation_fraction=data.global_validation_fraction,
-        max_tokens_per_client=data.max_tokens_per_client,
-        num_clients=scenario.clients.count,
-        batch_size=tr.batch_size,
-        seq_len=tr.seq_len,
-        rounds=tr.rounds,
-        local_iters=tr.local_iterations,
-        split=scenario.split.layer,
-        rank=r,
-        lora_alpha_per_rank=lora.alpha_per_rank,
-        lora_dropout=lora.dropout,
-        target_modules=tuple(lora.target_modules) if lora.target_modules else None,
-        server_mode=tr.server_mode,
-        optimizer=tr.optimizer,
-        lr=tr.learning_rate,
-        activation_precision=tr.activation_precision,
-        adapter_precision=tr.adapter_precision,
-        eval_batch_size=scenario.calibration.eval_batch_size,
-        max_eval_batches=scenario.calibration.max_eval_batches,
-        seed=stream_seed(scenario.seed, "training"),
-    )
+from ..training.from_scenario import training_config
 
 
 def run_calibrate(scenario, *, out_dir: str | None = None, progress: bool = True, echo=print) -> Path:

@@ -1,0 +1,163 @@
+"""Allocations the engine runs under, and the policies that choose one per round.
+
+An :class:`Allocation` fixes split, rank, subchannels and powers on both bands. A policy hands the
+engine the allocation of each round:
+
+* :class:`StaticPolicy`: one allocation for the whole run: the equal-share reference, a solution saved
+  by `fsllm-sim optimize`, or a solver method solved once on the mean gains at t = 0;
+* :class:`OnlineAllocationPolicy`: :class:`solvers.OnlinePolicy` re-solved at each round start on the
+  gains measured then (split and rank kept from the first round, since the trained model cannot change
+  shape mid-run).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import solvers
+from channel_models import water_filling_power_w_batched
+from solvers.baselines import equal_assignment
+from solvers.problem import Problem, Solution, check_allocation
+
+from ..errors import ConfigError
+
+EQUAL_SHARE = "equal-share"
+
+
+@dataclass(frozen=True)
+class Allocation:
+    split: int
+    rank: int
+    assign_s: np.ndarray
+    power_s_w: np.ndarray
+    assign_f: np.ndarray
+    power_f_w: np.ndarray
+    label: str
+
+    @classmethod
+    def from_solution(cls, sol: Solution, label: str) -> "Allocation":
+        return cls(int(sol.split), int(sol.rank), np.asarray(sol.assign_s, dtype=int),
+                   np.asarray(sol.power_s_w, dtype=float), np.asarray(sol.assign_f, dtype=int),
+                   np.asarray(sol.power_f_w, dtype=float), label)
+
+    def evaluate(self, problem: Problem) -> Solution:
+        """The closed form (spec section 4) of this allocation on ``problem``'s gains."""
+        return solvers.evaluate(problem, self.split, self.rank, self.assign_s, self.power_s_w, self.assign_f,
+                                self.power_f_w, method=self.label)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "split": self.split, "rank": self.rank,
+                "assign_s": self.assign_s.tolist(), "power_s_w": self.power_s_w.tolist(),
+                "assign_f": self.assign_f.tolist(), "power_f_w": self.power_f_w.tolist()}
+
+
+def water_filled_powers(assign: np.ndarray, gain: np.ndarray, bandwidth_hz: np.ndarray, noise_psd_w_per_hz: float,
+                        p_max_w: np.ndarray) -> np.ndarray:
+    """Each client water-fills its cap over its own subchannels; returns the per-subchannel power (S,)."""
+    k = gain.shape[0]
+    mask = assign[None, :] == np.arange(k)[:, None]
+    powers = water_filling_power_w_batched(gain, np.broadcast_to(bandwidth_hz, gain.shape), noise_psd_w_per_hz,
+                                           p_max_w, mask=mask)
+    return powers.sum(axis=0)
+
+
+def equal_share(problem: Problem, split: int, rank: int) -> Allocation:
+    """Equal subchannel counts (interleaved over the band) with water-filled power on both bands."""
+    k = problem.num_clients
+    a_s = equal_assignment(k, problem.num_subchannels_s)
+    a_f = equal_assignment(k, problem.num_subchannels_f)
+    p_s = water_filled_powers(a_s, problem.gain_s, problem.bandwidth_s_hz, problem.noise_psd_w_per_hz, problem.p_max_w)
+    p_f = water_filled_powers(a_f, problem.gain_f, problem.bandwidth_f_hz, problem.noise_psd_w_per_hz, problem.p_max_w)
+    return Allocation(int(split), int(rank), a_s, p_s, a_f, p_f, EQUAL_SHARE)
+
+
+def load_solution(path: str | Path, problem: Problem) -> Allocation:
+    """Read a solution JSON written by `fsllm-sim optimize` and check it against the problem."""
+    p = Path(path)
+    where = f"allocation {str(p)!r}"
+    if not p.is_file():
+        raise ConfigError(f"{where}: no such file (give equal-share, a solver method ({', '.join(solvers.METHODS)}) "
+                          f"or a solution.json written by `fsllm-sim optimize`)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        arrays = {key: np.asarray(data[key], dtype=float) for key in ("assign_s", "power_s_w", "assign_f", "power_f_w")}
+        split, rank = int(data["split"]), int(data["rank"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{where}: not a solution file written by `fsllm-sim optimize` "
+                          f"({type(exc).__name__})") from None
+    if arrays["assign_s"].shape != (problem.num_subchannels_s,) or arrays["assign_f"].shape != (problem.num_subchannels_f,):
+        raise ConfigError(f"{where}: made for {arrays['assign_s'].size}+{arrays['assign_f'].size} subchannels, the "
+                          f"scenario has {problem.num_subchannels_s}+{problem.num_subchannels_f} (K="
+                          f"{problem.num_clients})")
+    for band in ("s", "f"):
+        a = arrays[f"assign_{band}"]
+        if np.any(a != np.round(a)):
+            raise ConfigError(f"{where}: assign_{band} must hold integer client indices")
+    alloc = Allocation(split, rank, arrays["assign_s"].astype(int), arrays["power_s_w"], arrays["assign_f"].astype(int),
+                       arrays["power_f_w"], f"solution {p.name}")
+    if (split, rank) not in problem.candidate_pairs():
+        raise ConfigError(f"{where}: (split={split}, rank={rank}) is not allowed in this scenario")
+    try:
+        check_allocation(problem, alloc.assign_s, alloc.power_s_w, alloc.assign_f, alloc.power_f_w)
+    except solvers.problem.SolverError as exc:
+        raise ConfigError(f"{where}: {exc} (K={problem.num_clients})") from None
+    return alloc
+
+
+def solved(problem: Problem, method: str) -> Allocation:
+    """Solve ``problem`` with a registered method; a lower bound is not an allocation and is refused."""
+    if method in solvers.registry.BOUND_METHODS:
+        raise ConfigError(f"allocation: {method!r} computes a lower bound, not an allocation; allowed: "
+                          f"{', '.join(m for m in solvers.METHODS if m not in solvers.registry.BOUND_METHODS)}")
+    sol = solvers.solve(problem, method)
+    return Allocation.from_solution(sol, method)
+
+
+class StaticPolicy:
+    """The same allocation in every round."""
+
+    needs_gains = False
+
+    def __init__(self, allocation: Allocation):
+        self.allocation = allocation
+
+    def decide(self, round_index: int, gain_s=None, gain_f=None) -> Allocation:
+        return self.allocation
+
+
+class OnlineAllocationPolicy:
+    """Re-solve at each round start on the gains measured then (see :class:`solvers.OnlinePolicy`)."""
+
+    needs_gains = True
+
+    def __init__(self, problem: Problem, method: str = "bcd"):
+        if method in solvers.registry.BOUND_METHODS:
+            raise ConfigError(f"policy online: {method!r} computes a lower bound, not an allocation")
+        self.method = method
+        self._policy = solvers.OnlinePolicy(problem, method=method)
+
+    def decide(self, round_index: int, gain_s=None, gain_f=None) -> Allocation:
+        sol = self._policy.decide(gain_s, gain_f, round_index)
+        return Allocation.from_solution(sol, f"online {self.method}")
+
+
+def make_policy(problem: Problem, scenario, *, allocation: str | None = None, policy: str | None = None):
+    """The allocation policy a scenario (or the command line's overrides) asks for."""
+    spec = allocation if allocation is not None else scenario.simulation.allocation
+    kind = policy if policy is not None else scenario.simulation.policy
+    if kind not in ("static", "online"):
+        raise ConfigError(f"policy={kind!r} is not one of static, online")
+    if kind == "online":
+        method = "bcd" if spec == EQUAL_SHARE else spec
+        if method not in solvers.METHODS:
+            raise ConfigError(f"policy online: allocation={spec!r} must be a solver method "
+                              f"({', '.join(solvers.METHODS)})")
+        return OnlineAllocationPolicy(problem, method)
+    if spec == EQUAL_SHARE:
+        return StaticPolicy(equal_share(problem, scenario.split.layer, scenario.lora.rank))
+    if spec in solvers.METHODS:
+        return StaticPolicy(solved(problem, spec))
+    return StaticPolicy(load_solution(spec, problem))

@@ -1,0 +1,189 @@
+"""What happens in each phase: analytic costs, or the real PyTorch work of the split model.
+
+Both backends answer the engine's few questions (payload bits, compute FLOPs, how long a client's
+compute takes) behind one small interface; the engine never imports torch.
+
+:class:`AnalyticBackend` takes FLOPs and payloads from the scenario's profile and runs nothing.
+
+:class:`TorchBackend` drives :class:`fsllm_sim.training.SplitFedSystem`. A client's forward depends
+on nothing that happens between its simulated forward and its server service (its own adapter only
+changes at its own backward), so the whole real iteration (client forward, main-server step, client
+backward) runs when the request enters service. The results are those of the simulated order (in v2
+the shared server adapter is updated in service order) while only one iteration's autograd graph is
+ever held, whatever K.
+
+``timing: flops`` takes every duration from the counted FLOPs; ``timing: measured`` times each real op
+on this host and scales it by host speed / device speed. The forward's duration is needed at the
+simulated forward, before the iteration runs: measured timing therefore runs the forward once more
+there on the same batch and discards its graph (host time only; the simulated times and the results
+are unaffected).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from ..errors import ConfigError, DataError
+
+
+class AnalyticBackend:
+    """No PyTorch: costs of the (split, rank) in force from the profile."""
+
+    real = False
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.costs: dict = {}
+
+    def configure(self, split: int, rank: int) -> None:
+        self.costs = self.problem.costs(split, rank)
+
+    # payloads [bits]
+    def activation_bits(self) -> float:
+        return self.costs["activation_bits"]
+
+    def gradient_bits(self) -> float:
+        return self.costs["activation_bits"]  # S_g = S_a: the gradient has the activation's shape
+
+    def adapter_bits(self) -> float:
+        return self.costs["adapter_bits"]
+
+    # compute: (FLOPs, duration on client k's device)
+    def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
+        f = self.costs["client_forward_flops"]
+        return f, f / device_flops_per_s
+
+    def server_work(self, k: int) -> float:
+        """Called when the request enters service; returns its work [FLOP]."""
+        return self.costs["server_flops"]
+
+    def backward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
+        f = self.costs["client_backward_flops"]
+        return f, f / device_flops_per_s
+
+    def finish_round(self, round_index: int) -> dict:
+        return {}
+
+
+class TorchBackend(AnalyticBackend):
+    """Real split federated LoRA training in simulated-time order (see the module docstring)."""
+
+    real = True
+
+    def __init__(self, problem, scenario, *, timing: str = "flops", host_flops_per_s: float | None = None,
+                 progress: bool = True, echo=print):
+        super().__init__(problem)
+        self.scenario = scenario
+        self.timing = timing
+        self.host_flops_per_s = host_flops_per_s
+        self.progress = progress
+        self.echo = echo
+        self.system = None
+        self.validation = None
+        self.op_wall_s = 0.0  # host seconds inside PyTorch ops (the engine's overhead is the rest)
+        self.setup_wall_s = 0.0
+        self._batch: dict = {}
+        self._backward_s: dict = {}
+        self._losses: list = []
+        self.initial_val_loss = math.nan
+
+    def configure(self, split: int, rank: int) -> None:
+        super().configure(split, rank)
+        if self.system is not None:
+            if (self.system.split, self.system.rank) != (split, rank):
+                raise ConfigError(f"real training cannot change split/rank mid-run ({self.system.split}, "
+                                  f"{self.system.rank}) -> ({split}, {rank})")
+            return
+        import torch
+
+        from ..training.federated_training import prepare_model_and_data, validation_set
+        from ..training.from_scenario import training_config
+        from ..training.system import SplitFedSystem
+
+        setup_start = time.perf_counter()
+        cfg = training_config(self.scenario, rank=rank, split=split)
+        if self.progress:
+            self.echo(f"preparing real training: {cfg.model}, split {split}, rank {rank}, {cfg.num_clients} clients")
+        model, data = prepare_model_and_data(cfg)
+        if self.timing == "measured" and self.host_flops_per_s is None:
+            from ..training.host_speed import measure_host_flops_per_s
+
+            self.host_flops_per_s = measure_host_flops_per_s()
+        self.validation = validation_set(data)
+        torch.manual_seed(cfg.seed)  # LoRA dropout stream, as the in-process driver does
+        self.system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
+        self.config = cfg
+        self.initial_val_loss = self._evaluate()
+        # model loading, data and the initial evaluation happen once, before the rounds: not engine overhead
+        self.setup_wall_s = time.perf_counter() - setup_start
+        self.op_wall_s = 0.0
+
+    def _timed(self, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        dt = time.perf_counter() - t0
+        self.op_wall_s += dt
+        return out, dt
+
+    def _evaluate(self) -> float:
+        cal = self.scenario.calibration
+        ev, _ = self._timed(lambda: self.system.evaluate(self.validation, batch_size=cal.eval_batch_size,
+                                                         max_batches=cal.max_eval_batches))
+        return float(ev.loss)
+
+    def _scaled(self, wall_s: float, device_flops_per_s: float) -> float:
+        return wall_s * self.host_flops_per_s / device_flops_per_s
+
+    # payloads: the real messages' sizes
+    def activation_bits(self) -> float:
+        return float(self.system.activation_bits(self.config.batch_size, self.config.seq_len))
+
+    def gradient_bits(self) -> float:
+        return float(self.system.gradient_bits(self.config.batch_size, self.config.seq_len))
+
+    def adapter_bits(self) -> float:
+        return float(self.system.adapter_bits())
+
+    def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
+        client = self.system.clients[k]
+        self._batch[k] = client.next_batch()
+        flops, duration = super().forward(k, device_flops_per_s)
+        if self.timing == "measured":
+            _, wall = self._timed(client.forward, self._batch[k])
+            client.cancel_pending()
+            duration = self._scaled(wall, device_flops_per_s)
+        return flops, duration
+
+    def server_work(self, k: int) -> float:
+        client = self.system.clients[k]
+        msg, _ = self._timed(client.forward, self._batch.pop(k))
+        (grad, loss), server_wall = self._timed(self.system.main_server.step, msg)
+        _, backward_wall = self._timed(client.backward, grad)
+        if not math.isfinite(loss):
+            raise DataError(f"training diverged (loss={loss}) at client {k}; lower training.learning_rate")
+        self._losses.append(loss)
+        self._backward_s[k] = backward_wall
+        if self.timing == "measured":
+            return server_wall * self.host_flops_per_s
+        return super().server_work(k)
+
+    def backward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
+        flops, duration = super().backward(k, device_flops_per_s)
+        wall = self._backward_s.pop(k)
+        if self.timing == "measured":
+            duration = self._scaled(wall, device_flops_per_s)
+        return flops, duration
+
+    def finish_round(self, round_index: int) -> dict:
+        system = self.system
+
+        def fedavg_and_broadcast():
+            for c in system.clients:
+                system.fed_server.receive(c.adapter_upload())
+            msg = system.aggregate()
+            for c in system.clients:
+                c.receive_broadcast(msg)
+
+        self._timed(fedavg_and_broadcast)
+        losses, self._losses = self._losses, []
+        return {"train_loss": sum(losses) / len(losses) if losses else math.nan, "val_loss": self._evaluate()}

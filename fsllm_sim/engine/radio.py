@@ -1,0 +1,93 @@
+"""The radio as the engine sees it: uplink transfers over fading blocks, the static downlink, the broadcast.
+
+Fading advances in blocks of ``channel.fading.block_s`` with the Gauss-Markov law of
+:mod:`channel_models.fading`, drawn only for the subchannels a client transmits on, when it does
+(:class:`channel_models.ObservedFading`). A transfer costs one SimPy timeout whatever the number of
+blocks it spans: its end time comes from the cumulative rate (:func:`channel_models.transfer_over_blocks`).
+Powers are those of the allocation in force, held fixed for the round.
+
+The downlink (gradients, and the aggregated adapter's broadcast) is static today: each client's share
+of the base station at its large-scale gain, as in the closed form, and the broadcast at the weakest
+client's rate. A contended, fading downlink is not modelled yet.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import channel_models as cm
+
+from ..seeding import seed_sequence
+from .allocation import Allocation
+
+BANDS = ("s", "f")
+
+
+def _band_seed(root_seed: int, band: str) -> np.random.SeedSequence:
+    base = seed_sequence(root_seed, "fading")
+    return np.random.SeedSequence(entropy=base.entropy, spawn_key=tuple(base.spawn_key) + (BANDS.index(band),))
+
+
+class Radio:
+    """Uplink transfers on the s- and f-bands of one run; records the piecewise-constant rates it used."""
+
+    def __init__(self, env, *, root_seed: int, downlink_rate_bps, broadcast_rate_bps: float, record: bool = True):
+        self.env = env
+        self.record = record
+        self.fading = {b: env.observed_fading(b, _band_seed(root_seed, b)) for b in BANDS} if env.fading_enabled \
+            else None
+        self.downlink_rate_bps = np.asarray(downlink_rate_bps, dtype=float)
+        self.broadcast_rate_bps = float(broadcast_rate_bps)
+        self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps)
+        self._links: dict = {}
+
+    def use(self, alloc: Allocation) -> None:
+        """Hold the allocation's subchannels and powers fixed until the next call (one per round)."""
+        k = self.env.num_clients
+        self._links = {}
+        for band, assign, power in (("s", alloc.assign_s, alloc.power_s_w), ("f", alloc.assign_f, alloc.power_f_w)):
+            bw = self.env.band(band).bandwidth_hz
+            mean_rates = cm.client_rates_bps(assign, power, self.env.average_gains(band), bw,
+                                             self.env.noise_psd_w_per_hz, k)
+            for client in range(k):
+                subs = np.flatnonzero(assign == client)
+                self._links[band, client] = (subs, np.asarray(power, dtype=float)[subs], bw[subs],
+                                             float(mean_rates[client]))
+
+    def mean_gain_rate_bps(self, client: int, band: str) -> float:
+        return self._links[band, client][3]
+
+    def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
+        """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived."""
+        subs, power, bw, mean_rate = self._links[band, client]
+        if self.fading is None:
+            if mean_rate <= 0:
+                raise cm.TransferError(f"client {client} has a zero rate on the {band}-band")
+            end = start_s + bits / mean_rate
+            if self.record:
+                self.channel_rows.append((client, band, np.array([start_s]), np.array([end]), np.array([mean_rate])))
+            return end
+        res = cm.transfer_over_blocks(self.fading[band], client, subs, power, bw,
+                                      float(self.env.large_scale_gain[client]), self.env.noise_psd_w_per_hz,
+                                      start_s, bits)
+        if self.record:
+            self.channel_rows.append((client, band, res.starts_s, res.ends_s, res.rates_bps))
+        return res.end_s
+
+    def gains_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """K x S power gains of both bands in the block holding ``time_s`` (observing every subchannel)."""
+        if self.fading is None:
+            return self.env.average_gains("s"), self.env.average_gains("f")
+        out = []
+        for band in BANDS:
+            fad = self.fading[band]
+            block = cm.block_index(time_s, fad.block_s)
+            subs = np.arange(fad.num_subchannels)
+            h = np.vstack([fad.draw(k, subs, block, 1) for k in range(self.env.num_clients)])
+            out.append(cm.gains_from_fading(self.env.large_scale_gain, h))
+        return out[0], out[1]
+
+    def downlink_s(self, client: int, bits: float) -> float:
+        return float(bits / self.downlink_rate_bps[client]) if bits > 0 else 0.0
+
+    def broadcast_s(self, bits: float) -> float:
+        return float(bits / self.broadcast_rate_bps) if bits > 0 else 0.0

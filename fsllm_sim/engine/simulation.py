@@ -1,0 +1,208 @@
+"""`simulate(scenario)`: the discrete-event simulation of split federated LoRA training over the radio.
+
+Assembles the world (:func:`.world.build_world`), the allocation policy, the radio, the main-server
+discipline and the backend, runs the processes of :mod:`.processes` on a SimPy environment, and
+returns a :class:`SimulationResult` with the trace, the rates the radio used and one record per round.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from ..errors import ConfigError
+from .allocation import make_policy
+from .backends import AnalyticBackend, TorchBackend
+from .processes import Protocol
+from .radio import Radio
+from .server import make_server
+from .trace import Trace, channel_rows
+from .world import World, build_world
+
+TRAINING_MODES = ("real", "analytic")
+TIMING_MODES = ("flops", "measured")
+
+
+@dataclass
+class SimulationResult:
+    world: World
+    settings: dict
+    trace: Trace
+    radio_rows: list
+    rounds: list  # RoundRecord
+    initial_val_loss: float
+    target_val_loss: float | None
+    events: int
+    wall_s: float  # host seconds of the event loop (real training: without model loading and data setup)
+    op_wall_s: float  # of which inside PyTorch ops
+    notes: list = field(default_factory=list)
+
+    @property
+    def real(self) -> bool:
+        return self.settings["training"] == "real"
+
+    @property
+    def simulated_s(self) -> float:
+        return self.rounds[-1].end_s if self.rounds else 0.0
+
+    def channel_rows(self) -> list[tuple]:
+        return channel_rows(self.radio_rows)
+
+    def round_rows(self) -> list[dict]:
+        rows = []
+        for r in self.rounds:
+            row = {"round": r.round, "start_s": r.start_s, "end_s": r.end_s, "duration_s": r.end_s - r.start_s,
+                   "straggler": r.straggler, "analytic_round_s": r.analytic_round_s}
+            if self.real:
+                row["train_loss"] = r.metrics.get("train_loss", math.nan)
+                row["val_loss"] = r.metrics.get("val_loss", math.nan)
+            rows.append(row)
+        return rows
+
+    def loss_curve(self) -> tuple[list[float], list[float]]:
+        """Validation loss against simulated time: (0, initial) then (end of round t, loss after it)."""
+        times = [0.0] + [r.end_s for r in self.rounds]
+        losses = [self.initial_val_loss] + [r.metrics.get("val_loss", math.nan) for r in self.rounds]
+        return times, losses
+
+    def time_to_target_s(self) -> float | None:
+        """Simulated time at the end of the first round whose validation loss is at or below the target."""
+        if not self.real or self.target_val_loss is None:
+            return None
+        for r in self.rounds:
+            if r.metrics.get("val_loss", math.inf) <= self.target_val_loss:
+                return r.end_s
+        return None
+
+    def summary(self) -> dict:
+        alloc = self.rounds[0].allocation
+        durations = np.array([r.end_s - r.start_s for r in self.rounds])
+        analytic = np.array([r.analytic_round_s for r in self.rounds])
+        n_r = float(self.world.convergence.rounds(alloc.rank))
+        out = {
+            "allocation": alloc.label, "split": alloc.split, "rank": alloc.rank, **self.settings,
+            "rounds_simulated": len(self.rounds), "simulated_s": self.simulated_s,
+            "mean_round_s": float(durations.mean()), "mean_analytic_round_s": float(analytic.mean()),
+            # > 0: the fading-aware, contended simulation is slower than the mean-gain closed form
+            "round_gap_vs_analytic": float(durations.mean() / analytic.mean() - 1.0),
+            "convergence": {"a": self.world.convergence.a, "b": self.world.convergence.b,
+                            "c": self.world.convergence.c, "source": self.world.convergence.source},
+            "rounds_to_target_model": n_r,
+            "analytic_time_to_target_s": n_r * float(analytic[0]),
+            "events": self.events, "wall_s": self.wall_s,
+        }
+        if self.real:
+            out.update({"initial_val_loss": self.initial_val_loss,
+                        "final_val_loss": self.rounds[-1].metrics.get("val_loss"),
+                        "target_val_loss": self.target_val_loss,
+                        "simulated_time_to_target_s": self.time_to_target_s(),
+                        "target_reached": self.time_to_target_s() is not None,
+                        "host_op_share": self.op_wall_s / self.wall_s if self.wall_s > 0 else None})
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _target_loss(scenario, world: World) -> float | None:
+    if scenario.simulation.target_val_loss is not None:
+        return float(scenario.simulation.target_val_loss)
+    if scenario.convergence.calibration is None:
+        return None
+    from ..convergence import BUILTIN_CALIBRATION, builtin_calibration_path, read_calibration_document
+
+    cal = scenario.convergence.calibration
+    doc = read_calibration_document(builtin_calibration_path() if cal == BUILTIN_CALIBRATION else cal)
+    value = (doc.get("target") or {}).get("value")
+    return float(value) if value is not None else None
+
+
+def simulate(scenario, *, allocation: str | None = None, training: str | None = None, rounds: int | None = None,
+             policy: str | None = None, timing: str | None = None, profile_source: str = "counted",
+             record_channel: bool | None = None, progress: bool = False, echo=print, world: World | None = None,
+             on_round_end=None) -> SimulationResult:
+    """Simulate ``rounds`` global rounds of the scenario end to end (None: the scenario's ``simulation`` choice).
+
+    ``allocation``: equal-share, a solver method name or a solution.json path; ``policy``: static or online;
+    ``training``: real or analytic; ``timing``: flops or measured.
+    """
+    sim_cfg = scenario.simulation
+    training = training or sim_cfg.training
+    timing = timing or sim_cfg.timing
+    rounds = sim_cfg.rounds if rounds is None else rounds
+    record = sim_cfg.record_channel if record_channel is None else record_channel
+    if training not in TRAINING_MODES:
+        raise ConfigError(f"--training {training!r} is not one of {', '.join(TRAINING_MODES)}")
+    if timing not in TIMING_MODES:
+        raise ConfigError(f"simulation.timing={timing!r} is not one of {', '.join(TIMING_MODES)}")
+    if timing == "measured" and training != "real":
+        raise ConfigError("simulation.timing=measured needs training: real (analytic training runs no op to time)")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 1_000_000:
+        raise ConfigError(f"--rounds {rounds!r} is invalid; allowed: an integer from 1 to 1000000")
+
+    if world is None:
+        world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
+    problem = world.problem
+    pol = make_policy(problem, scenario, allocation=allocation, policy=policy)
+    if training == "real":
+        backend = TorchBackend(problem, scenario, timing=timing, host_flops_per_s=sim_cfg.host_flops_per_s,
+                               progress=progress, echo=echo)
+    else:
+        backend = AnalyticBackend(problem)
+    target = _target_loss(scenario, world) if training == "real" else None
+
+    sim_env = simpy.Environment(initial_time=0.0)
+    srv = scenario.server
+    server = make_server(sim_env, srv.discipline, srv.flops_per_s, world.num_clients, srv.workers)
+    radio = Radio(world.env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,
+                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record)
+    trace = Trace()
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=rounds, desc=f"{scenario.name}: simulating", unit="round", leave=False)
+
+    def round_done(record_):
+        if bar is not None:
+            post = {"t_sim": f"{record_.end_s:.4g}s"}
+            if "val_loss" in record_.metrics:
+                post["val_loss"] = f"{record_.metrics['val_loss']:.4f}"
+            bar.set_postfix(post)
+            bar.update(1)
+        if on_round_end is not None:
+            on_round_end(record_)
+
+    protocol = Protocol(sim_env, radio=radio, server=server, backend=backend, trace=trace, policy=pol,
+                        problem=problem, device_flops_per_s=world.fleet.flops_per_s,
+                        local_iterations=scenario.training.local_iterations,
+                        aggregation_s=problem.aggregation_time_s, rounds=rounds, on_round_end=round_done)
+    wall_start = time.perf_counter()
+    protocol.start()
+    events = 0
+    try:
+        # step by step rather than env.run(): the same loop, and it counts the events processed
+        step = sim_env.step
+        while True:
+            step()
+            events += 1
+    except simpy.core.EmptySchedule:
+        pass
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - wall_start - getattr(backend, "setup_wall_s", 0.0)
+    notes = []
+    if training == "real" and timing == "measured":
+        notes.append(f"timing measured: host {backend.host_flops_per_s:.4g} FLOP/s; a device of f_k FLOP/s takes "
+                     f"wall x {backend.host_flops_per_s:.4g} / f_k")
+    settings = {"training": training, "timing": timing, "policy": policy or sim_cfg.policy,
+                "server_discipline": srv.discipline, "server_workers": srv.workers,
+                "fading": bool(world.env.fading_enabled), "block_s": world.env.block_s,
+                "host_flops_per_s": backend.host_flops_per_s if training == "real" else None}
+    return SimulationResult(world=world, settings=settings, trace=trace, radio_rows=radio.channel_rows,
+                            rounds=protocol.records, initial_val_loss=getattr(backend, "initial_val_loss", math.nan),
+                            target_val_loss=target, events=events, wall_s=wall,
+                            op_wall_s=getattr(backend, "op_wall_s", 0.0), notes=notes)

@@ -1,0 +1,57 @@
+"""What a simulation records: one row per phase, the rates the radio used, one row per round.
+
+Rows are plain tuples while the simulation runs (cheap at K = 1000) and become CSV files at the end.
+Floats are written with ``repr``, the shortest text that reads back to the same number, so the same
+seed gives byte-identical files.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+PHASES = ("forward", "uplink", "server_wait", "server", "downlink", "backward", "adapter_upload", "aggregation",
+          "broadcast")
+TRACE_COLUMNS = ("round", "iteration", "client", "phase", "start_s", "end_s", "bits", "flops")
+CHANNEL_COLUMNS = ("client", "band", "start_s", "end_s", "rate_bps")
+ROUND_COLUMNS = ("round", "start_s", "end_s", "duration_s", "straggler", "analytic_round_s")
+REAL_ROUND_COLUMNS = ("train_loss", "val_loss")
+FS_CLIENT = -1  # the federated server's rows (aggregation, broadcast)
+NO_ITERATION = -1
+
+
+class Trace:
+    """Phase rows ``(round, iteration, client, phase, start_s, end_s, bits, flops)`` in the order they end."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def add(self, round_index: int, iteration: int, client: int, phase: str, start_s: float, end_s: float,
+            bits: float = 0.0, flops: float = 0.0) -> None:
+        self.rows.append((round_index, iteration, client, phase, start_s, end_s, bits, flops))
+
+    def as_dicts(self) -> list[dict]:
+        return [dict(zip(TRACE_COLUMNS, r)) for r in self.rows]
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def csv_text(columns, rows) -> str:
+    """CSV with a header; floats as ``repr`` (exact round trip, deterministic)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def channel_rows(radio_rows) -> list[tuple]:
+    """Flatten the radio's per-transfer arrays into ``(client, band, start_s, end_s, rate_bps)`` rows."""
+    out = []
+    for client, band, starts, ends, rates in radio_rows:
+        out.extend((int(client), band, float(s), float(e), float(r)) for s, e, r in zip(starts, ends, rates))
+    return out
