@@ -105,64 +105,53 @@ class ObservedFading:
             self._specular[client] = self._spec_amp[client] * np.exp(1j * phase)
         return self._rng[client], self._last[client], self._diffuse[client]
 
-    def _normals(self, rng: np.random.Generator, shape) -> np.ndarray:
-        """CN(0, 1) innovations of the given shape (..., S_cols), frequency-correlated when configured."""
-        w = rng.standard_normal(tuple(shape) + (2,)).view(complex)[..., 0] / np.sqrt(2.0)
-        if self._factor is not None:
-            w = w @ self._factor.T
-        return w
-
-    def _columns(self, subchannels: np.ndarray) -> np.ndarray:
-        """Which subchannels a draw advances: the requested ones, or the whole band when correlated."""
-        return np.arange(self.num_subchannels) if self._factor is not None else subchannels
-
-    def _start(self, client: int, cols: np.ndarray, block: int) -> np.ndarray:
-        """Diffuse part at ``block`` on ``cols`` (scaled by the diffuse amplitude), advancing exactly."""
-        rng, last, diffuse = self._client_state(client)
-        prev = last[cols]
-        if np.any(prev > block):
-            raise TransferError(f"ObservedFading: client {client} observed at block {block} after block "
-                                f"{int(prev.max())}; observations must not go back in time")
-        amp = self._diffuse_amp[client]
-        rho = self.rho[client]
-        steps = block - prev
-        fresh = prev < 0
-        # rho^m and sqrt(1 - rho^(2m)); a never-observed subchannel is stationary (rho^inf = 0)
-        with np.errstate(over="ignore", under="ignore"):
-            decay = np.where(fresh, 0.0, np.power(rho, np.where(fresh, 1, steps).astype(float)))
-        if self._factor is None:
-            innovation = self._normals(rng, (cols.size,))
-        else:
-            innovation = self._normals(rng, (1, self.num_subchannels))[0]
-        value = decay * diffuse[cols] + np.sqrt(np.maximum(0.0, 1.0 - decay ** 2)) * amp * innovation
-        # observing the same block again: keep the coefficients already seen
-        same = steps == 0
-        return np.where(same & ~fresh, diffuse[cols], value)
+    def _check_subchannels(self, subchannels) -> np.ndarray:
+        subs = np.asarray(subchannels, dtype=np.int64)
+        if subs.ndim != 1:
+            subs = subs.reshape(-1)
+        if subs.size:
+            if subs[0] < 0 or subs[-1] >= self.num_subchannels or (subs.size > 1 and np.any(subs[1:] <= subs[:-1])):
+                raise TransferError(f"ObservedFading: subchannels {subs.tolist()[:8]} must be strictly increasing "
+                                    f"indices in 0..{self.num_subchannels - 1}")
+        return subs
 
     def draw(self, client: int, subchannels, first_block: int, num_blocks: int) -> np.ndarray:
         """Coefficients h (num_blocks, len(subchannels)) of blocks first_block .. first_block + num_blocks - 1.
 
-        The client's state moves to the last block drawn; :meth:`keep` moves it back to an earlier
-        block of this draw.
+        ``subchannels``: strictly increasing indices. The client's state moves to the last block drawn;
+        :meth:`keep` moves it back to an earlier block of this draw.
         """
-        client = int(client)
-        subs = np.asarray(subchannels, dtype=np.int64)
-        n = int(num_blocks)
-        cols = self._columns(subs)
-        d0 = self._start(client, cols, int(first_block))
-        rho = self.rho[client]
-        if n > 1:
-            innov = self._normals(self._rng[client], (n - 1, cols.size))
-            x = (np.sqrt(1.0 - rho * rho) * self._diffuse_amp[client]) * innov
-            rest, _ = lfilter([1.0], [1.0, -rho], x, axis=0, zi=(rho * d0)[None, :])
-            diffuse = np.vstack([d0[None, :], rest])
-        else:
-            diffuse = d0[None, :]
+        client, first_block, n = int(client), int(first_block), int(num_blocks)
+        if n < 1:
+            raise TransferError(f"ObservedFading.draw: num_blocks={num_blocks} must be >= 1")
+        subs = self._check_subchannels(subchannels)
+        rng, last, state = self._client_state(client)
+        factor = self._factor
+        cols = subs if factor is None else np.arange(self.num_subchannels)
+        prev = last[cols]
+        steps = first_block - prev
+        if np.any(steps < 0):
+            raise TransferError(f"ObservedFading: client {client} observed at block {first_block} after block "
+                                f"{int(prev.max())}; observations must not go back in time")
+        rho, amp = self.rho[client], self._diffuse_amp[client]
+        # all innovations in one draw: row 0 advances from the last observation, rows 1.. one block each
+        w = rng.standard_normal((n, cols.size, 2)).view(complex)[..., 0]
+        if factor is not None:
+            w = w @ factor.T
+        x = w * (amp * np.sqrt(0.5 * (1.0 - rho * rho)))
+        fresh = prev < 0
+        # rho^m over the m skipped blocks and sqrt(1 - rho^(2m)); never observed: stationary (rho^inf = 0)
+        decay = np.where(fresh, 0.0, rho ** np.where(fresh, 0, steps).astype(float))
+        first = decay * state[cols] + np.sqrt(0.5 * (1.0 - decay * decay)) * amp * w[0]
+        # observing the same block again gives the coefficients already seen
+        x[0] = np.where((steps == 0) & ~fresh, state[cols], first)
+        diffuse = lfilter([1.0], [1.0, -rho], x, axis=0) if n > 1 else x
         self._set(client, cols, first_block + n - 1, diffuse[-1])
-        self._recent = (client, int(first_block), cols, diffuse)
+        self._recent = (client, first_block, cols, diffuse)
         self.blocks_drawn += n * cols.size
-        pick = np.searchsorted(cols, subs) if self._factor is not None else slice(None)
-        return diffuse[:, pick] + self._specular[client][subs][None, :]
+        if factor is not None:
+            diffuse = diffuse[:, subs]
+        return diffuse + self._specular[client][subs]
 
     def keep(self, client: int, block: int) -> None:
         """Move the client's state back to ``block`` of its latest :meth:`draw` (the rows after it are
@@ -191,12 +180,15 @@ class TransferResult:
 def _block_rates_bps(h: np.ndarray, snr_scale: np.ndarray, bandwidth_hz: np.ndarray) -> np.ndarray:
     """Client rate per block: sum_i B_i log2(1 + (p_i G / (N0 B_i)) |h_i|^2)."""
     power = h.real * h.real + h.imag * h.imag
-    return (np.log1p(power * snr_scale[None, :]) * bandwidth_hz[None, :]).sum(axis=1) / _LN2
+    rates = np.log1p(power * snr_scale)
+    if rates.shape[1] == 1:
+        return rates[:, 0] * (bandwidth_hz[0] / _LN2)
+    return (rates * bandwidth_hz).sum(axis=1) / _LN2
 
 
 def block_index(time_s: float, block_s: float) -> int:
     """Index n of the block [n T_c, (n+1) T_c) that holds ``time_s`` (robust to rounding at edges)."""
-    n = int(np.floor(time_s / block_s))
+    n = int(time_s // block_s)
     if (n + 1) * block_s <= time_s:
         n += 1
     elif n * block_s > time_s:
@@ -206,59 +198,66 @@ def block_index(time_s: float, block_s: float) -> int:
 
 def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power_w, bandwidth_hz,
                          large_scale_gain: float, noise_psd_w_per_hz: float, start_s: float, bits: float,
-                         *, chunk_blocks: int | None = None) -> TransferResult:
+                         *, chunk_blocks: int | None = None, segments: bool = True) -> TransferResult:
     """Deliver ``bits`` from ``start_s`` on ``subchannels`` with fixed powers over a block-fading channel.
 
-    power_w, bandwidth_hz: (len(subchannels),) [W], [Hz]. Returns the end time and the rate of every
-    block segment the transfer used (the first and last segments are partial blocks).
+    power_w, bandwidth_hz: (len(subchannels),) [W], [Hz]. Returns the end time and, with ``segments``, the
+    rate of every block segment the transfer used (the first and last segments are partial blocks).
     """
     subs = np.asarray(subchannels, dtype=np.int64)
     p = np.asarray(power_w, dtype=float)
     bw = np.asarray(bandwidth_hz, dtype=float)
+    empty = np.empty(0)
     if bits <= 0:
-        return TransferResult(float(start_s), np.empty(0), np.empty(0), np.empty(0))
+        return TransferResult(float(start_s), empty, empty, empty)
     if subs.size == 0:
         raise TransferError(f"client {client} has no subchannel to send {bits:g} bits on")
     tc = fading.block_s
-    snr_scale = p * float(large_scale_gain) / (noise_psd_w_per_hz * bw)
-    if chunk_blocks is None:
-        mean_rate = float(np.sum(bw * np.log1p(snr_scale)) / _LN2)
+    snr_scale = p * (float(large_scale_gain) / noise_psd_w_per_hz) / bw
+    if chunk_blocks is not None:
+        chunk_blocks = int(check_integer("transfer_over_blocks", "chunk_blocks", chunk_blocks, 1))
+    else:
+        # enough blocks for the mean-gain rate and some margin (fading lowers the mean rate: Jensen)
+        mean_rate = float(np.dot(bw, np.log1p(snr_scale))) / _LN2
         expected = bits / (mean_rate * tc) if mean_rate > 0 else 64.0
-        chunk_blocks = int(min(1 << 16, max(8, np.ceil(1.3 * expected) + 4)))
+        chunk_blocks = int(min(1 << 16, 1.3 * expected + 8))
     n0 = block_index(start_s, tc)
-    first_len = (n0 + 1) * tc - start_s
     delivered = 0.0
     block = n0
     starts, ends, rates = [], [], []
-    drawn = 0
     while True:
-        h = fading.draw(client, subs, block, chunk_blocks)
-        r = _block_rates_bps(h, snr_scale, bw)
-        lengths = np.full(chunk_blocks, tc)
-        seg_start = block * tc + np.arange(chunk_blocks) * tc
+        r = _block_rates_bps(fading.draw(client, subs, block, chunk_blocks), snr_scale, bw)
+        # block edges computed once, so consecutive segments share their edge exactly
+        edges = np.arange(block, block + chunk_blocks + 1) * tc
+        seg_start, seg_stop = edges[:-1], edges[1:]
         if block == n0:
-            lengths[0] = first_len
+            seg_start = seg_start.copy()
             seg_start[0] = start_s
-        cum = delivered + np.cumsum(r * lengths)
-        j = int(np.searchsorted(cum, bits, side="left"))
+        cum = np.cumsum(r * (seg_stop - seg_start))
+        cum += delivered
+        j = int(cum.searchsorted(bits))
         if j < chunk_blocks and r[j] > 0:
             before = cum[j - 1] if j > 0 else delivered
-            end = seg_start[j] + (bits - before) / r[j]
-            end = min(max(end, seg_start[j]), seg_start[j] + lengths[j])
+            end = min(max(seg_start[j] + (bits - before) / r[j], seg_start[j]), seg_stop[j])
             fading.keep(client, block + j)
-            seg_end = seg_start[: j + 1] + lengths[: j + 1]
-            seg_end[j] = end
-            starts.append(seg_start[: j + 1])
-            ends.append(seg_end)
-            rates.append(r[: j + 1])
+            if segments:
+                seg_end = seg_stop[: j + 1].copy()
+                seg_end[j] = end
+                starts.append(seg_start[: j + 1])
+                ends.append(seg_end)
+                rates.append(r[: j + 1])
             break
-        starts.append(seg_start)
-        ends.append(seg_start + lengths)
-        rates.append(r)
+        if segments:
+            starts.append(seg_start)
+            ends.append(seg_stop)
+            rates.append(r)
         delivered = float(cum[-1])
         block += chunk_blocks
-        drawn += chunk_blocks
-        if drawn > MAX_TRANSFER_BLOCKS:
+        if block - n0 > MAX_TRANSFER_BLOCKS:
             raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
                                 f"fading blocks (is every power zero?)")
+    if not segments:
+        return TransferResult(float(end), empty, empty, empty)
+    if len(starts) == 1:
+        return TransferResult(float(end), starts[0], ends[0], rates[0])
     return TransferResult(float(end), np.concatenate(starts), np.concatenate(ends), np.concatenate(rates))

@@ -92,6 +92,14 @@ def _cmd_bench(args) -> int:
     return run_benchmarks(args.which)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one line too (``error: fsllm-sim run: argument --rounds: ...``), exit status 2."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -103,8 +111,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fsllm-sim", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _OneLineParser(prog="fsllm-sim", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
 
     def scenario_cmd(name, func, help_text):
         c = sub.add_parser(name, help=help_text, description=help_text)

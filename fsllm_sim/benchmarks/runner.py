@@ -8,6 +8,7 @@ BENCHMARKS = {
     "fading": "fsllm_sim.benchmarks.fading",
     "solvers": "fsllm_sim.benchmarks.solvers",
     "training": "fsllm_sim.benchmarks.training",
+    "engine": "fsllm_sim.benchmarks.engine",
 }
 
 
@@ -23,6 +24,6 @@ def run_benchmarks(which: list[str]) -> int:
         start = time.perf_counter()
         module = importlib.import_module(BENCHMARKS[name])
         # The training benchmark has its own CLI; give it no arguments rather than fsllm-sim's argv.
-        module.main([]) if name == "training" else module.main()
+        module.main([]) if name in ("training", "engine") else module.main()
         print(f"({name}: {time.perf_counter() - start:.1f} s)", flush=True)
     return 0

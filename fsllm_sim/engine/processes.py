@@ -30,7 +30,8 @@ class Protocol:
     """Shared state of the processes: the world's facts, the resources and what is recorded."""
 
     def __init__(self, sim_env: simpy.Environment, *, radio, server, backend, trace, policy, problem,
-                 device_flops_per_s, local_iterations: int, aggregation_s: float, rounds: int, on_round_end=None):
+                 device_flops_per_s, local_iterations: int, aggregation_s: float, rounds: int, on_round_end=None,
+                 on_iteration=None):
         self.env = sim_env
         self.radio = radio
         self.server = server
@@ -44,6 +45,7 @@ class Protocol:
         self.aggregation_s = float(aggregation_s)
         self.rounds = int(rounds)
         self.on_round_end = on_round_end
+        self.on_iteration = on_iteration
         self.records: list[RoundRecord] = []
         self.next_round = sim_env.event()
         self._pending = 0
@@ -91,6 +93,8 @@ def client_process(p: Protocol, k: int):
             flops, duration = backend.backward(k, speed)
             yield env.timeout(duration)
             trace.add(t, e, k, "backward", start, env.now, 0.0, flops)
+            if p.on_iteration is not None:
+                p.on_iteration(t, env.now)
 
         start = env.now
         bits = backend.adapter_bits()

@@ -68,7 +68,7 @@ class Radio:
             return end
         res = cm.transfer_over_blocks(self.fading[band], client, subs, power, bw,
                                       float(self.env.large_scale_gain[client]), self.env.noise_psd_w_per_hz,
-                                      start_s, bits)
+                                      start_s, bits, segments=self.record)
         if self.record:
             self.channel_rows.append((client, band, res.starts_s, res.ends_s, res.rates_bps))
         return res.end_s

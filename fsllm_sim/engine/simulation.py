@@ -163,22 +163,27 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=rounds, desc=f"{scenario.name}: simulating", unit="round", leave=False)
+        bar = tqdm(total=rounds * world.num_clients * scenario.training.local_iterations, unit="it",
+                   desc=f"{scenario.name}: simulating", leave=False)
+    status = {"round": 1, "t_sim": "0s", "val_loss": "-"}
+
+    def iteration_done(round_index, now_s):
+        if bar is not None:
+            status.update(round=round_index, t_sim=f"{now_s:.4g}s")
+            bar.set_postfix(status, refresh=False)
+            bar.update(1)
 
     def round_done(record_):
-        if bar is not None:
-            post = {"t_sim": f"{record_.end_s:.4g}s"}
-            if "val_loss" in record_.metrics:
-                post["val_loss"] = f"{record_.metrics['val_loss']:.4f}"
-            bar.set_postfix(post)
-            bar.update(1)
+        if bar is not None and "val_loss" in record_.metrics:
+            status["val_loss"] = f"{record_.metrics['val_loss']:.4f}"
         if on_round_end is not None:
             on_round_end(record_)
 
     protocol = Protocol(sim_env, radio=radio, server=server, backend=backend, trace=trace, policy=pol,
                         problem=problem, device_flops_per_s=world.fleet.flops_per_s,
                         local_iterations=scenario.training.local_iterations,
-                        aggregation_s=problem.aggregation_time_s, rounds=rounds, on_round_end=round_done)
+                        aggregation_s=problem.aggregation_time_s, rounds=rounds, on_round_end=round_done,
+                        on_iteration=iteration_done if bar is not None else None)
     wall_start = time.perf_counter()
     protocol.start()
     events = 0

@@ -26,3 +26,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def smollm2_ready():
+    """Make sure the SmolLM2 safetensors cache exists (converts the GGUF once per machine)."""
+    from fsllm_sim.training.models import load_model
+
+    load_model("smollm2-135m")
+    return True

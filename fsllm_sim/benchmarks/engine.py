@@ -1,0 +1,148 @@
+"""Benchmarks of the event engine, measured side by side in one run (``fsllm-sim bench engine``).
+
+1. Scale, analytic training: K = 1000 clients, M = N = 1024 subchannels, 20 rounds, E = 5, fading on at the
+   default 10 ms blocks, equal-share allocation. Reports the wall time (target < 30 s here) and the engine's
+   events per second against a bare SimPy loop that schedules the same number of timeouts from K processes,
+   run right after in the same process (target: within 3x).
+2. Real training, default scenario (SmolLM2, K = 8, b = 4, L = 128, E = 5), one round: the share of the
+   event loop's wall time spent outside PyTorch ops (target < 5 %). Model loading, data preparation and the
+   first evaluation happen before the loop and are not counted.
+3. Real training, SmolLM2 through the engine, K = 32 against K = 1 (one round, E = 1, b = 4, L = 128): peak
+   resident memory of each run in a fresh subprocess (target ratio <= 1.3). The engine runs the whole real
+   iteration when a request enters service, so one autograd graph is held at a time whatever K.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import simpy
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "default.yaml"
+
+
+def _scenario(path=DEFAULT_SCENARIO, **changes):
+    from ..config import load_scenario
+
+    s = load_scenario(path)
+    for section, values in changes.items():
+        s = replace(s, **{section: replace(getattr(s, section), **values)})
+    return s
+
+
+def bare_simpy_s(num_processes: int, num_events: int) -> float:
+    """Wall time of a SimPy loop in which ``num_processes`` processes schedule ``num_events`` timeouts."""
+    env = simpy.Environment()
+    per = max(1, num_events // num_processes)
+
+    def proc(i):
+        for j in range(per):
+            yield env.timeout(0.001 * ((i * 7 + j) % 13 + 1))
+
+    for i in range(num_processes):
+        env.process(proc(i))
+    start = time.perf_counter()
+    env.run()
+    return time.perf_counter() - start
+
+
+def scale_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int = 20) -> dict:
+    from ..engine import simulate
+    from ..network import build_environment  # noqa: F401  (import cost outside the timing)
+
+    base = _scenario()
+    channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=subchannels),
+                      f_band=replace(base.channel.f_band, subchannels=subchannels))
+    s = replace(base, channel=channel, clients=replace(base.clients, count=clients),
+                simulation=replace(base.simulation, rounds=rounds, training="analytic", record_channel=False))
+    start = time.perf_counter()
+    res = simulate(s, profile_source="analytic", allocation="equal-share")
+    total = time.perf_counter() - start
+    bare = bare_simpy_s(clients, res.events)
+    engine_rate = res.events / res.wall_s
+    bare_rate = res.events / bare
+    return {"clients": clients, "subchannels": subchannels, "rounds": rounds, "events": res.events,
+            "wall_s_total": total, "wall_s_event_loop": res.wall_s, "engine_events_per_s": engine_rate,
+            "bare_simpy_events_per_s": bare_rate, "slowdown_vs_bare": bare_rate / engine_rate,
+            "simulated_s": res.simulated_s, "trace_rows": len(res.trace.rows)}
+
+
+def overhead_benchmark() -> dict:
+    from ..engine import simulate
+
+    s = _scenario(simulation={"rounds": 1, "training": "real"})
+    res = simulate(s, progress=False)
+    return {"loop_wall_s": res.wall_s, "torch_op_s": res.op_wall_s,
+            "share_outside_torch": 1.0 - res.op_wall_s / res.wall_s,
+            "val_loss": [res.initial_val_loss, res.rounds[-1].metrics["val_loss"]]}
+
+
+def _vm_hwm_bytes():
+    from .training import _vm_hwm_bytes as hwm
+
+    return hwm()
+
+
+def memory_child(clients: int) -> None:
+    from ..engine import simulate
+
+    base = _scenario()
+    channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=32),
+                      f_band=replace(base.channel.f_band, subchannels=32))
+    s = replace(base, channel=channel, clients=replace(base.clients, count=clients),
+                training=replace(base.training, local_iterations=1),
+                data=replace(base.data, max_tokens_per_client=20_000),
+                calibration=replace(base.calibration, max_eval_batches=1),
+                simulation=replace(base.simulation, rounds=1, training="real"))
+    res = simulate(s, progress=False)
+    print(json.dumps({"clients": clients, "peak_rss_bytes": _vm_hwm_bytes(), "wall_s": res.wall_s}))
+
+
+def memory_benchmark(small: int = 1, large: int = 32) -> dict:
+    out = {}
+    for k in (small, large):
+        cmd = [sys.executable, "-m", "fsllm_sim.benchmarks.engine", "--memory-child", str(k)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ})
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory child K={k} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        out[k] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"peak_rss_mib": {k: v["peak_rss_bytes"] / 2**20 for k, v in out.items()},
+            "ratio": out[large]["peak_rss_bytes"] / out[small]["peak_rss_bytes"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="fsllm-sim bench engine")
+    p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--only", choices=("scale", "overhead", "memory"), action="append")
+    args = p.parse_args(argv)
+    if args.memory_child is not None:
+        memory_child(args.memory_child)
+        return 0
+    which = args.only or ["scale", "overhead", "memory"]
+    if "scale" in which:
+        r = scale_benchmark()
+        print(f"scale: K={r['clients']}, M=N={r['subchannels']}, {r['rounds']} rounds, E=5, fading on: "
+              f"{r['events']} events, event loop {r['wall_s_event_loop']:.1f} s (total {r['wall_s_total']:.1f} s, "
+              f"target < 30 s); {r['engine_events_per_s']:.0f} events/s vs bare SimPy {r['bare_simpy_events_per_s']:.0f}"
+              f" events/s: {r['slowdown_vs_bare']:.2f}x slower (target <= 3x)", flush=True)
+    if "overhead" in which:
+        r = overhead_benchmark()
+        print(f"overhead: default scenario, real SmolLM2 training, 1 round: event loop {r['loop_wall_s']:.1f} s, "
+              f"{r['torch_op_s']:.1f} s inside PyTorch ops: {100 * r['share_outside_torch']:.2f} % outside "
+              f"(target < 5 %); val loss {r['val_loss'][0]:.4f} -> {r['val_loss'][1]:.4f}", flush=True)
+    if "memory" in which:
+        r = memory_benchmark()
+        mib = r["peak_rss_mib"]
+        print(f"memory: SmolLM2 through the engine, peak RSS K=32 {mib[32]:.0f} MiB vs K=1 {mib[1]:.0f} MiB: "
+              f"ratio {r['ratio']:.3f} (target <= 1.3)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
