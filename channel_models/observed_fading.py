@@ -30,6 +30,7 @@ the number of blocks it spans.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ from ._validation import broadcast_to_shape, check_integer, check_nonnegative, c
 from .fading import gauss_markov_rho, subchannel_correlation_factor
 
 _LN2 = np.log(2.0)
+_ONE = (1.0,)
 # A transfer that needs more blocks than this is treated as a dead link (e.g. every power is zero).
 MAX_TRANSFER_BLOCKS = 50_000_000
 
@@ -127,6 +129,8 @@ class ObservedFading:
         subs = self._check_subchannels(subchannels)
         rng, last, state = self._client_state(client)
         factor = self._factor
+        if factor is None and subs.size == 1:
+            return self._draw_one(client, int(subs[0]), first_block, n, rng, last, state)
         cols = subs if factor is None else np.arange(self.num_subchannels)
         prev = last[cols]
         steps = first_block - prev
@@ -152,6 +156,30 @@ class ObservedFading:
         if factor is not None:
             diffuse = diffuse[:, subs]
         return diffuse + self._specular[client][subs]
+
+    def _draw_one(self, client, sub, first_block, n, rng, last, state) -> np.ndarray:
+        """:meth:`draw` for one independent subchannel, in scalars (the common case of a crowded band)."""
+        prev = int(last[sub])
+        if prev > first_block:
+            raise TransferError(f"ObservedFading: client {client} observed at block {first_block} after block "
+                                f"{prev}; observations must not go back in time")
+        rho, amp = float(self.rho[client]), float(self._diffuse_amp[client])
+        w = rng.standard_normal(2 * n).view(complex)
+        x = w * (amp * math.sqrt(0.5 * (1.0 - rho * rho)))
+        if prev < 0:
+            x[0] = math.sqrt(0.5) * amp * w[0]
+        elif prev == first_block:
+            x[0] = state[sub]
+        else:
+            decay = rho ** (first_block - prev)
+            x[0] = decay * state[sub] + math.sqrt(0.5 * (1.0 - decay * decay)) * amp * w[0]
+        diffuse = (lfilter(_ONE, (1.0, -rho), x) if n > 1 else x)[:, None]
+        cols = np.array([sub])
+        last[sub] = first_block + n - 1
+        state[sub] = diffuse[-1, 0]
+        self._recent = (client, first_block, cols, diffuse)
+        self.blocks_drawn += n
+        return diffuse + self._specular[client][sub]
 
     def keep(self, client: int, block: int) -> None:
         """Move the client's state back to ``block`` of its latest :meth:`draw` (the rows after it are
