@@ -71,6 +71,12 @@ def package_versions() -> dict:
 
 def create_run_dir(scenario, command: str, runs_dir: str | os.PathLike | None = None) -> Path:
     """Make ``<runs_dir>/<name>-<timestamp>`` and record config, seeds, versions and the command line."""
+    from .config.loader import name_problem
+    from .errors import ConfigError
+
+    problem = name_problem(scenario.name)  # also checked on loading; here for scenarios built in code
+    if problem:
+        raise ConfigError(f"name: {problem}")
     base = Path(runs_dir if runs_dir is not None else scenario.output.runs_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     run = base / f"{scenario.name}-{command}-{stamp}"

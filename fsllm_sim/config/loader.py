@@ -1,12 +1,18 @@
 """Scenario files: YAML (safe loader) → typed, validated :class:`Scenario`, and back.
 
 Every problem is reported as one line ``<file>: <field.path>: <what is wrong> (allowed: ...)``.
+
+Scenario files are treated as untrusted input: they are read with a size limit, parsed by a safe loader
+that refuses anchors and aliases (no "billion laughs"), nesting deeper than :data:`MAX_DEPTH` levels and
+duplicate keys, and every value quoted back in a message is shortened by :func:`shorten`.
 """
 from __future__ import annotations
 
 import difflib
 import math
 import os
+import re
+import reprlib
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,9 +23,249 @@ from ..errors import ConfigError
 from .fields import Spec, iter_fields
 from .schema import Scenario
 
+MAX_FILE_BYTES = 1024 * 1024  # a scenario file is a few KiB; refuse anything above 1 MiB unread
+MAX_DEPTH = 32                # nested mappings/lists; the schema itself is 4 levels deep
+MAX_NODES = 10_000            # keys, values and lists in one file; the default scenario has about 150
+MAX_STRING_CHARS = 4096       # longest string field value (PATH_MAX on Linux)
+SHOW_CHARS = 40               # values quoted in messages are cut to about this many characters
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+NAME_RULE = "1-64 characters of A-Z a-z 0-9 . _ - , not starting with '.'"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_INT_TEXT = re.compile(r"[-+]?[0-9][0-9_]*")
+
+
+class _Short(reprlib.Repr):
+    """A repr that stays short and on one line whatever the value (huge strings, lists, integers)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxlist, self.maxtuple, self.maxset = 2, 4, 6, 6, 6
+        self.maxfrozenset = self.maxdeque = self.maxarray = 6
+        self.maxstring = self.maxother = self.maxlong = limit
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 4 * self.maxlong:  # str() of a huge int is slow, or refused above 4300 digits
+            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return _clip(repr(x), self.maxlong)
+
+
+def _clip(text: str, limit: int = SHOW_CHARS) -> str:
+    """Cut the middle out of ``text`` so it is at most about ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 3, 2)
+    return text[:keep - keep // 3] + "..." + text[len(text) - keep // 3:]
+
+
+def shorten(value: Any, limit: int = SHOW_CHARS) -> str:
+    """A short, one-line repr of any value, to quote it in an error message.
+
+    Strings longer than ``limit`` keep their start and end and say how long they were."""
+    try:
+        text = _Short(limit).repr(value)
+    except Exception:  # a repr must never turn a user error into a traceback
+        text = f"<{type(value).__name__}>"
+    text = _clip(text.replace("\n", "\\n").replace("\r", "\\r"), 2 * limit)
+    if isinstance(value, str) and len(value) > limit:
+        text += f" ({len(value)} characters)"
+    return text
+
+
+def _display_path(path) -> str:
+    text = str(path)
+    return text if text.isprintable() else ascii(text)
+
 
 def _fail(where: str, message: str):
     raise ConfigError(f"{where}: {message}")
+
+
+# --------------------------------------------------------------------------------------------------- YAML
+
+
+def _at(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown position"
+
+
+class _HugeInt(str):
+    """A YAML integer with too many digits to be any field's value; kept as text and reported out of range."""
+
+    def __repr__(self):
+        return str.__str__(self)
+
+
+class _Guarded:
+    """The safe loader's composer and constructor, minus the YAML features that let a small file cost unbounded
+    time or memory, or hide a mistake: anchors and aliases, merge keys, nesting deeper than :data:`MAX_DEPTH`
+    and duplicate keys are refused with a one-line :class:`ConfigError` that names the line and column.
+    Mixed in before ``Composer`` (and the constructor) of a safe loader; see :data:`ScenarioLoader`."""
+
+    _depth = 0
+    _nodes = 0
+    _path: list[str]
+
+    def _init_guards(self):
+        self._depth = 0
+        self._nodes = 0
+        self._path = []
+
+    def _where(self) -> str:
+        return "".join(self._path).lstrip(".")
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"YAML alias {shorten('*' + str(event.anchor))} at {_at(event.start_mark)} is not "
+                              f"allowed in scenario files (write each value out in full)")
+        if event.anchor is not None:
+            raise ConfigError(f"YAML anchor {shorten('&' + str(event.anchor))} at {_at(event.start_mark)} is not "
+                              f"allowed in scenario files (write each value out in full)")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise ConfigError(f"more than {MAX_NODES} values at {_at(event.start_mark)} (allowed: at most "
+                              f"{MAX_NODES} keys, values and lists in a scenario file)")
+        nested = isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent))
+        if nested and self._depth >= MAX_DEPTH:
+            raise ConfigError(f"nesting deeper than {MAX_DEPTH} levels at {_at(event.start_mark)} "
+                              f"(allowed: at most {MAX_DEPTH} levels of mappings and lists)")
+        if isinstance(parent, yaml.SequenceNode):
+            self._path.append(f"[{index}]")
+        elif isinstance(index, yaml.ScalarNode):
+            self._path.append("." + _key_text(index.value))
+        elif isinstance(index, yaml.Node):
+            self._path.append(".?")
+        else:
+            self._path.append("")
+        self._depth += nested
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
+            self._path.pop()
+
+    def compose_mapping_node(self, anchor):
+        start_event = self.get_event()
+        tag = start_event.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(yaml.MappingNode, None, start_event.implicit)
+        node = yaml.MappingNode(tag, [], start_event.start_mark, None, flow_style=start_event.flow_style)
+        seen: dict = {}
+        while not self.check_event(yaml.MappingEndEvent):
+            key = self.compose_node(node, None)
+            if key.tag == "tag:yaml.org,2002:merge":
+                raise ConfigError(f"YAML merge key '<<' at {_at(key.start_mark)} is not allowed in scenario files "
+                                  f"(write each value out in full)")
+            if isinstance(key, yaml.ScalarNode):
+                first = seen.setdefault((key.tag, key.value), key.start_mark)
+                if first is not key.start_mark:
+                    where = self._where()
+                    path = f"{where}.{_key_text(key.value)}" if where else _key_text(key.value)
+                    raise ConfigError(f"{path}: duplicate key at {_at(key.start_mark)} (first at {_at(first)}; "
+                                      f"allowed: each key once per mapping)")
+            node.value.append((key, self.compose_node(node, key)))
+        node.end_mark = self.get_event().end_mark
+        return node
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, ConfigError):
+            raise
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            # e.g. a timestamp 2001-13-45 or `!!float abc`: PyYAML lets the plain Python error through.
+            what = shorten(node.value) if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+            tag = _clip(str(node.tag).replace("tag:yaml.org,2002:", "!!"))
+            raise ConfigError(f"cannot read {what} as {tag} at {_at(node.start_mark)}: "
+                              f"{_clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 80)}") from None
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        if len(text) > 100:  # no field takes such a number; int() of it may be slow or refused (4300 digits)
+            return _HugeInt(text)
+        return super().construct_yaml_int(node)
+
+
+class SafeScenarioLoader(_Guarded, yaml.SafeLoader):
+    """:class:`yaml.SafeLoader` (pure Python) with the guards of :class:`_Guarded`."""
+
+    def __init__(self, stream):
+        yaml.SafeLoader.__init__(self, stream)
+        self._init_guards()
+
+
+SafeScenarioLoader.add_constructor("tag:yaml.org,2002:int", _Guarded.construct_yaml_int)
+ScenarioLoader: type = SafeScenarioLoader
+
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser as _CParser
+
+    class CScenarioLoader(_Guarded, yaml.composer.Composer, _CParser, yaml.constructor.SafeConstructor,
+                          yaml.resolver.Resolver):
+        """The same guards on libyaml's parser (about 10x faster on a large file): libyaml only produces
+        events, which the guarded Python composer turns into nodes (yaml.CSafeLoader composes in C, where
+        aliases and depth cannot be checked)."""
+
+        def __init__(self, stream):
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._init_guards()
+
+    CScenarioLoader.add_constructor("tag:yaml.org,2002:int", _Guarded.construct_yaml_int)
+    ScenarioLoader = CScenarioLoader
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as it appears in a field path: itself when short and plain, else shortened and quoted."""
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_\-]{1,40}", key):
+        return key
+    return shorten(key)
+
+
+def parse_yaml_text(text: str, loader_class: type | None = None):
+    """Parse scenario YAML with :data:`ScenarioLoader`. Raises ConfigError (without the file name)."""
+    loader = None
+    try:
+        loader = (loader_class or ScenarioLoader)(text)  # the pure-Python reader checks characters here already
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at {_at(mark)}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1000), met while scanning ahead
+            raise ConfigError(f"nesting deeper than {MAX_DEPTH} levels{where} (allowed: at most {MAX_DEPTH} "
+                              f"levels of mappings and lists)") from None
+        raise ConfigError(f"invalid YAML{where}: {_clip(' '.join(problem.split()), 120)}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+# ------------------------------------------------------------------------------------------------ values
+
+
+def _parse_number(text: str):
+    """A number written as text (YAML 1.1 reads 20e6 and 4.0e9 as strings): int, float, or None."""
+    if isinstance(text, _HugeInt):
+        return -math.inf if text.lstrip().startswith("-") else math.inf
+    s = text.strip()
+    if not s or not s.isascii():
+        return None
+    try:
+        if _INT_TEXT.fullmatch(s):
+            return int(s) if len(s) <= 1000 else float(s)  # float(): inf, without int()'s 4300-digit limit
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _show_number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):  # a number written as text, e.g. 1e400: shown as written, without quotes
+        return _clip(value.strip())
+    return shorten(value)
 
 
 def _coerce(value: Any, spec: Spec, where: str):
@@ -31,62 +277,82 @@ def _coerce(value: Any, spec: Spec, where: str):
     kind = spec.kind
     if kind == "bool":
         if not isinstance(value, bool):
-            _fail(where, f"{value!r} is not a boolean (allowed: true or false)")
+            _fail(where, f"{shorten(value)} is not a boolean (allowed: true or false)")
         return value
     if kind in ("str", "path"):
-        if not isinstance(value, str) or (kind == "path" and not value):
-            _fail(where, f"{value!r} is not a string (allowed: {spec.allowed()})")
+        if not isinstance(value, str) or isinstance(value, _HugeInt) or (kind == "path" and not value):
+            _fail(where, f"{shorten(value)} is not a string (allowed: {spec.allowed()})")
+        if len(value) > MAX_STRING_CHARS:
+            _fail(where, f"{shorten(value)} is too long (allowed: {spec.allowed()} of at most {MAX_STRING_CHARS} "
+                         f"characters)")
+        if _CONTROL.search(value):
+            _fail(where, f"{shorten(value)} contains a control character or an unpaired surrogate (allowed: "
+                         f"{spec.allowed()} of printable characters)")
         if spec.choices is not None and value not in spec.choices:
-            hint = difflib.get_close_matches(value, [str(c) for c in spec.choices], n=1)
+            hint = difflib.get_close_matches(value, [str(c) for c in spec.choices], n=1) if len(value) <= 64 else []
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            _fail(where, f"{value!r} is not allowed (allowed: {spec.allowed()}){extra}")
+            _fail(where, f"{shorten(value)} is not allowed (allowed: {spec.allowed()}){extra}")
         return value
     if kind in ("list[int]", "list[str]"):
         if not isinstance(value, (list, tuple)) or len(value) == 0:
-            _fail(where, f"{value!r} is not a non-empty list (allowed: {spec.allowed()})")
+            _fail(where, f"{shorten(value)} is not a non-empty list (allowed: {spec.allowed()})")
         item_spec = Spec(doc=spec.doc, ge=spec.ge, gt=spec.gt, le=spec.le, lt=spec.lt,
                          kind="int" if kind == "list[int]" else "str")
         items = tuple(_coerce(v, item_spec, f"{where}[{i}]") for i, v in enumerate(value))
         if len(set(items)) != len(items):
-            _fail(where, f"{list(value)!r} has repeated entries")
+            _fail(where, f"{shorten(list(value))} has repeated entries (allowed: {spec.allowed()}, each once)")
         return items
-    # Numbers. YAML 1.1 reads "20e6" (no dot) as a string, so numeric strings are accepted for floats.
-    if isinstance(value, bool):
-        _fail(where, f"{value!r} is not a number (allowed: {spec.allowed()})")
-    if kind == "int":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int):
-            _fail(where, f"{value!r} is not an integer (allowed: {spec.allowed()})")
-    else:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                _fail(where, f"{value!r} is not a number (allowed: {spec.allowed()})")
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(where, f"{value!r} is not a finite number (allowed: {spec.allowed()})")
-        value = float(value)
-    if ((spec.ge is not None and value < spec.ge) or (spec.gt is not None and value <= spec.gt)
-            or (spec.le is not None and value > spec.le) or (spec.lt is not None and value >= spec.lt)):
-        unit = f" {spec.unit}" if spec.unit else ""
-        _fail(where, f"{value:g}{unit} is out of range (allowed: {spec.allowed()})")
-    if spec.choices is not None and value not in spec.choices:
-        _fail(where, f"{value!r} is not allowed (allowed: {spec.allowed()})")
-    return value
+    return _coerce_number(value, spec, where)
+
+
+def _coerce_number(value: Any, spec: Spec, where: str):
+    """An int or float field. Numbers written as text are accepted (YAML 1.1 reads 20e6 and 4.0e9 as strings),
+    an int field takes a float that is a whole number, and anything too large, however written, is reported
+    as out of range (never OverflowError)."""
+    kind = spec.kind
+    noun = "an integer" if kind == "int" else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        _fail(where, f"{shorten(value)} is not {noun} (allowed: {spec.allowed()})")
+    shown = _show_number(value)
+    number = _parse_number(value) if isinstance(value, str) else value
+    if number is None:
+        _fail(where, f"{shorten(value)} is not {noun} (allowed: {spec.allowed()})")
+    unit = f" {spec.unit}" if spec.unit else ""
+    out_of_range = f"{shown}{unit} is out of range (allowed: {spec.allowed()})"
+    if isinstance(number, float):
+        if math.isnan(number):
+            _fail(where, f"{shown} is not {noun} (allowed: {spec.allowed()})")
+        if math.isinf(number):
+            _fail(where, out_of_range)
+        if kind == "int":
+            if not number.is_integer():
+                _fail(where, f"{shown} is not an integer (allowed: {spec.allowed()})")
+            number = int(number)
+    if ((spec.ge is not None and number < spec.ge) or (spec.gt is not None and number <= spec.gt)
+            or (spec.le is not None and number > spec.le) or (spec.lt is not None and number >= spec.lt)):
+        _fail(where, out_of_range)
+    if kind != "int":
+        try:
+            number = float(number)
+        except OverflowError:  # an int beyond float range in a field without bounds
+            _fail(where, out_of_range)
+    if spec.choices is not None and number not in spec.choices:
+        _fail(where, f"{shown} is not allowed (allowed: {spec.allowed()})")
+    return number
 
 
 def _build(cls, data: Any, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        _fail(where or "scenario", f"expected a mapping of fields, got {type(data).__name__} {data!r}")
+        _fail(where or "scenario", f"expected a mapping of fields, got {type(data).__name__} {shorten(data)}")
     known = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in known:
-            hint = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
+            hint = (difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+                    if isinstance(key, str) and len(key) <= 64 else [])
             extra = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
-            _fail(f"{where}.{key}" if where else str(key), f"unknown field{extra}")
+            _fail(f"{where}.{_key_text(key)}" if where else _key_text(key), f"unknown field{extra}")
     kwargs = {}
     for f, spec, sec, default in iter_fields(cls):
         path = f"{where}.{f.name}" if where else f.name
@@ -118,8 +384,18 @@ def _check_path_loss_validity(s: Scenario) -> None:
         _fail("channel.path_loss", f"{exc} (check clients.layout and channel.path_loss)")
 
 
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a scenario name (it becomes part of a directory name), or None if it can."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        return None
+    return f"{shorten(name)} is not allowed; allowed: {NAME_RULE}"
+
+
 def _cross_checks(s: Scenario) -> None:
     """Constraints that involve several fields."""
+    problem = name_problem(s.name)
+    if problem:
+        _fail("name", problem)
     lay = s.clients.layout
     if lay.min_distance_m >= lay.radius_m:
         _fail("clients.layout.min_distance_m",
@@ -132,7 +408,7 @@ def _cross_checks(s: Scenario) -> None:
             _fail("clients.count", f"{k} clients exceed channel.{band}.subchannels={m}: each client needs at "
                                     f"least one subchannel on each band")
     if s.lora.rank not in s.lora.ranks:
-        _fail("lora.rank", f"{s.lora.rank} is not among lora.ranks={list(s.lora.ranks)}")
+        _fail("lora.rank", f"{s.lora.rank} is not among lora.ranks={shorten(list(s.lora.ranks))}")
     if s.split.layer < s.split.min_layer:
         _fail("split.layer", f"{s.split.layer} is below split.min_layer={s.split.min_layer}")
     spd = s.devices.speed
@@ -149,7 +425,7 @@ def scenario_from_dict(data: dict, source: str = "scenario", base_dir: str | os.
         scenario = _build(Scenario, data, "")
         _cross_checks(scenario)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{_display_path(source)}: {exc}") from None
     if base_dir is not None:
         scenario = _resolve_paths(scenario, Path(base_dir))
     return scenario
@@ -164,23 +440,48 @@ def _resolve_paths(s: Scenario, base: Path) -> Scenario:
     speed = replace(s.devices.speed, trace_path=fix(s.devices.speed.trace_path))
     conv = replace(s.convergence, calibration=fix(s.convergence.calibration))
     data = s.data if s.data.source == "shakespeare" else replace(s.data, source=fix(s.data.source))
+    # simulation.allocation names a method or a file; only a file name (a .json, or a path) is resolved
+    alloc = s.simulation.allocation
+    if alloc.endswith(".json") or os.sep in alloc:
+        s = replace(s, simulation=replace(s.simulation, allocation=fix(alloc)))
     return replace(s, devices=replace(s.devices, speed=speed), convergence=conv, data=data)
+
+
+def _read_scenario_text(p: Path, shown: str) -> str:
+    """The file's text, read with a size limit; every problem as a one-line ConfigError."""
+    def too_large(size: int):
+        return ConfigError(f"{shown}: the file is {size / 2 ** 20:.1f} MiB ({size} bytes), larger than the "
+                           f"{MAX_FILE_BYTES / 2 ** 20:g} MiB ({MAX_FILE_BYTES} bytes) allowed for a scenario file")
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise too_large(size)
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read the scenario file ({exc.strerror or type(exc).__name__})") from None
+    if len(raw) > MAX_FILE_BYTES:  # it grew, or stat() does not know its size
+        raise too_large(max(size, len(raw)))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                          f"cannot be decoded; allowed: a YAML file in UTF-8)") from None
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
     """Read and validate a scenario file. Raises ConfigError (one line) on any problem."""
     p = Path(path)
+    shown = _display_path(path)
     if not p.is_file():
-        raise ConfigError(f"{path}: scenario file not found")
+        if p.exists():
+            raise ConfigError(f"{shown}: not a regular file (allowed: a scenario YAML file)")
+        raise ConfigError(f"{shown}: scenario file not found")
+    text = _read_scenario_text(p, shown)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        data = parse_yaml_text(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{shown}: {exc}") from None
     return scenario_from_dict(data if data is not None else {}, source=str(path), base_dir=p.parent)
 
 
