@@ -107,3 +107,13 @@ def test_reference_document_is_up_to_date_and_lists_every_field():
     for path in ("clients.count", "channel.path_loss.carrier_ghz", "channel.fading.block_s", "server.discipline",
                  "training.activation_precision", "convergence.calibration"):
         assert f"`{path}`" in text
+
+
+def test_a_solution_file_named_in_the_scenario_resolves_against_its_folder(tmp_path):
+    sub = tmp_path / "scen"
+    sub.mkdir()
+    f = sub / "s.yaml"
+    f.write_text("simulation:\n  allocation: sols/solution.json\n")
+    assert load_scenario(f).simulation.allocation == str((sub / "sols" / "solution.json").resolve())
+    f.write_text("simulation:\n  allocation: bcd\n")
+    assert load_scenario(f).simulation.allocation == "bcd"

@@ -286,7 +286,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class Scenario:
-    name: str = param("default", "Name of the scenario, used in the run directory's name.")
+    name: str = param("default", "Name of the scenario, used in the run directory's name: 1-64 characters of "
+                                 "A-Z a-z 0-9 . _ -, not starting with '.'.")
     seed: int = param(1, "Root seed: every random stream (placement, LOS, shadowing, fading, devices, data, "
                          "training) is derived from it.", ge=0, le=2 ** 32 - 1)
     clients: ClientsConfig = section(ClientsConfig, "The edge clients.")

@@ -142,3 +142,12 @@ class _no_exit:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_online_policy_with_real_training_keeps_the_model_shape(text_corpus):
+    scenario = real_scenario(text_corpus, simulation={"rounds": 2, "training": "real", "policy": "online",
+                                                      "allocation": "bcd"})
+    res = simulate(scenario, profile_source="analytic")
+    shapes = {(r.allocation.split, r.allocation.rank) for r in res.rounds}
+    assert len(shapes) == 1
+    assert all(math.isfinite(r.metrics["val_loss"]) for r in res.rounds)
