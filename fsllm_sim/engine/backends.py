@@ -34,6 +34,10 @@ class AnalyticBackend:
     def __init__(self, problem):
         self.problem = problem
         self.costs: dict = {}
+        self.initial_val_loss = math.nan  # no model, no loss
+        self.host_flops_per_s = None
+        self.op_wall_s = 0.0  # host seconds inside PyTorch ops (the engine's overhead is the rest)
+        self.setup_wall_s = 0.0  # host seconds preparing the model and data
 
     def configure(self, split: int, rank: int) -> None:
         self.costs = self.problem.costs(split, rank)
@@ -80,12 +84,9 @@ class TorchBackend(AnalyticBackend):
         self.echo = echo
         self.system = None
         self.validation = None
-        self.op_wall_s = 0.0  # host seconds inside PyTorch ops (the engine's overhead is the rest)
-        self.setup_wall_s = 0.0
         self._batch: dict = {}
         self._backward_s: dict = {}
         self._losses: list = []
-        self.initial_val_loss = math.nan
 
     def configure(self, split: int, rank: int) -> None:
         super().configure(split, rank)

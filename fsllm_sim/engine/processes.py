@@ -48,8 +48,8 @@ class Protocol:
         self.on_iteration = on_iteration
         self.records: list[RoundRecord] = []
         self.next_round = sim_env.event()
-        self._pending = 0
-        self._all_uploaded = None
+        self.pending_uploads = 0
+        self.all_uploaded = None
 
     def start(self) -> simpy.Process:
         for k in range(self.num_clients):
@@ -58,9 +58,9 @@ class Protocol:
 
     def uploaded(self, k: int, end_s: float) -> None:
         self.records[-1].upload_end_s[k] = end_s
-        self._pending -= 1
-        if self._pending == 0:
-            self._all_uploaded.succeed()
+        self.pending_uploads -= 1
+        if self.pending_uploads == 0:
+            self.all_uploaded.succeed()
 
 
 def client_process(p: Protocol, k: int):
@@ -117,11 +117,11 @@ def coordinator_process(p: Protocol):
         record.analytic_round_s = alloc.evaluate(p.problem).round_time_s
         p.backend.configure(alloc.split, alloc.rank)
         p.radio.use(alloc)
-        p._pending = p.num_clients
-        p._all_uploaded = env.event()
+        p.pending_uploads = p.num_clients
+        p.all_uploaded = env.event()
         go, p.next_round = p.next_round, env.event()
         go.succeed(t)
-        yield p._all_uploaded
+        yield p.all_uploaded
 
         start = env.now
         yield env.timeout(p.aggregation_s)

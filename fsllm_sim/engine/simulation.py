@@ -105,7 +105,7 @@ class SimulationResult:
         return out
 
 
-def _target_loss(scenario, world: World) -> float | None:
+def _target_loss(scenario) -> float | None:
     if scenario.simulation.target_val_loss is not None:
         return float(scenario.simulation.target_val_loss)
     if scenario.convergence.calibration is None:
@@ -150,7 +150,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                                progress=progress, echo=echo)
     else:
         backend = AnalyticBackend(problem)
-    target = _target_loss(scenario, world) if training == "real" else None
+    target = _target_loss(scenario) if training == "real" else None
 
     sim_env = simpy.Environment(initial_time=0.0)
     srv = scenario.server
@@ -169,7 +169,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
 
         bar = tqdm(total=rounds * world.num_clients * scenario.training.local_iterations, unit="it",
                    desc=f"{scenario.name}: simulating", leave=False)
-    initial = getattr(backend, "initial_val_loss", math.nan)
+    initial = backend.initial_val_loss
     status = {"round": 1, "t_sim": "0s", "val_loss": "-" if math.isnan(initial) else f"{initial:.4f}"}
 
     def iteration_done(round_index, now_s):
@@ -189,7 +189,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                         local_iterations=scenario.training.local_iterations,
                         aggregation_s=problem.aggregation_time_s, rounds=rounds, on_round_end=round_done,
                         on_iteration=iteration_done if bar is not None else None)
-    setup_before_s = getattr(backend, "setup_wall_s", 0.0)
+    setup_before_s = backend.setup_wall_s
     wall_start = time.perf_counter()
     protocol.start()
     events = 0
@@ -205,7 +205,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
         if bar is not None:
             bar.close()
     # an online policy prepares the real model inside the loop (at its first decision): not engine overhead
-    wall = time.perf_counter() - wall_start - (getattr(backend, "setup_wall_s", 0.0) - setup_before_s)
+    wall = time.perf_counter() - wall_start - (backend.setup_wall_s - setup_before_s)
     notes = []
     if training == "real" and timing == "measured":
         notes.append(f"timing measured: host {backend.host_flops_per_s:.4g} FLOP/s; a device of f_k FLOP/s takes "
@@ -213,8 +213,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     settings = {"training": training, "timing": timing, "policy": policy or sim_cfg.policy,
                 "server_discipline": srv.discipline, "server_workers": srv.workers,
                 "fading": bool(world.env.fading_enabled), "block_s": world.env.block_s,
-                "host_flops_per_s": backend.host_flops_per_s if training == "real" else None}
+                "host_flops_per_s": backend.host_flops_per_s}
     return SimulationResult(world=world, settings=settings, trace=trace, radio_rows=radio.channel_rows,
-                            rounds=protocol.records, initial_val_loss=getattr(backend, "initial_val_loss", math.nan),
-                            target_val_loss=target, events=events, wall_s=wall,
-                            op_wall_s=getattr(backend, "op_wall_s", 0.0), notes=notes)
+                            rounds=protocol.records, initial_val_loss=backend.initial_val_loss,
+                            target_val_loss=target, events=events, wall_s=wall, op_wall_s=backend.op_wall_s,
+                            notes=notes)
