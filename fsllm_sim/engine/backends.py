@@ -176,15 +176,6 @@ class TorchBackend(AnalyticBackend):
         return flops, duration
 
     def finish_round(self, round_index: int) -> dict:
-        system = self.system
-
-        def fedavg_and_broadcast():
-            for c in system.clients:
-                system.fed_server.receive(c.adapter_upload())
-            msg = system.aggregate()
-            for c in system.clients:
-                c.receive_broadcast(msg)
-
-        self._timed(fedavg_and_broadcast)
+        self._timed(self.system.finish_round)
         losses, self._losses = self._losses, []
         return {"train_loss": sum(losses) / len(losses) if losses else math.nan, "val_loss": self._evaluate()}

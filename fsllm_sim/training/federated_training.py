@@ -232,10 +232,7 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
             losses: dict[int, list[float]] = {k: [] for k in range(K)}
             bits = {"a": 0, "s": 0, "g": 0}
             for k in order:
-                client = system.clients[k]
-                up = client.forward()
-                grad, loss = system.main_server.step(up)
-                client.backward(grad)
+                up, grad, loss = system.iteration_messages(k)
                 if not math.isfinite(loss):
                     raise ConfigError(f"training diverged (loss={loss}) at round {t}, client {k}; lower lr="
                                       f"{config.lr}")
@@ -244,19 +241,15 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
                 bits["s"] += up.side_bits
                 bits["g"] += grad.payload_bits
                 bar.update(1)
-            uploads = [c.adapter_upload() for c in system.clients]
-            for u in uploads:
-                system.fed_server.receive(u)
-            bcast = system.aggregate()
-            for c in system.clients:
-                c.receive_broadcast(bcast)
+            upload_bits = sum(c.adapter_bits() for c in system.clients)
+            bcast = system.finish_round()
             ev = system.evaluate(val, batch_size=config.eval_batch_size, max_batches=config.max_eval_batches)
             all_losses = [x for v in losses.values() for x in v]
             log = RoundLog(
                 round=t, train_loss=sum(all_losses) / len(all_losses), val_loss=ev.loss,
                 val_perplexity=ev.perplexity, wall_s=time.perf_counter() - t0, iterations=len(all_losses),
                 activation_bits=bits["a"], side_bits=bits["s"], gradient_bits=bits["g"],
-                adapter_upload_bits=sum(u.payload_bits for u in uploads),
+                adapter_upload_bits=upload_bits,
                 broadcast_bits=bcast.payload_bits,
                 client_train_loss=[sum(v) / len(v) for _, v in sorted(losses.items())],
             )

@@ -191,12 +191,19 @@ class SplitFedSystem:
     def client(self, k: int) -> SplitClient:
         return self.clients[k]
 
-    def iteration(self, k: int, batch=None) -> float:
-        """One local iteration of client k: forward -> MS step -> backward. Returns the training loss."""
+    def iteration_messages(self, k: int, batch=None):
+        """One local iteration of client k: forward -> MS step -> backward.
+
+        Returns (uplink ActivationMessage, downlink GradientMessage, training loss)."""
         client = self.clients[k]
-        grad, loss = self.main_server.step(client.forward(batch))
+        up = client.forward(batch)
+        grad, loss = self.main_server.step(up)
         client.backward(grad)
-        return loss
+        return up, grad, loss
+
+    def iteration(self, k: int, batch=None) -> float:
+        """One local iteration of client k; returns the training loss."""
+        return self.iteration_messages(k, batch)[2]
 
     def aggregate(self) -> BroadcastMessage:
         """FS FedAvg of the uploads it received (+ MS v1 average of the server copies). Returns the broadcast."""
