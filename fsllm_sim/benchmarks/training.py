@@ -54,7 +54,7 @@ def step_time_ratio(model_name: str, *, batch_size: int, seq_len: int, reps: int
     peft_model = attach_lora(ref.model, ref.family, LoraSpec(rank=rank), seed=0)
     ref_opt = opt_spec.build(p for p in peft_model.parameters() if p.requires_grad)
     system = SplitFedSystem(load_model(model_name, seed=0),
-                            SplitFedConfig(split=split, rank=rank, lr=1e-4, activation_precision=activation_precision),
+                            SplitFedConfig(split=split, rank=rank, learning_rate=1e-4, activation_precision=activation_precision),
                             num_clients=1)
     batch = _batch(ref.vocab_size, batch_size, seq_len)
 

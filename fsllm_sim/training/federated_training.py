@@ -47,7 +47,7 @@ class TrainingConfig:
     seq_len: int = 128  # L
     # protocol
     rounds: int = 10  # R
-    local_iters: int = 5  # E
+    local_iterations: int = 5  # E
     schedule: str = "round_robin"  # round_robin: iteration e of every client, then e+1; sequential: client by client
     split: int | None = None  # ℓ; None -> J // 2
     rank: int = 8
@@ -57,7 +57,7 @@ class TrainingConfig:
     target_modules: tuple[str, ...] | None = None
     server_mode: str = "v1"
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.0
     activation_precision: str = "fp16"
@@ -74,7 +74,7 @@ class TrainingConfig:
         return SplitFedConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
     def validate(self) -> TrainingConfig:
-        for name in ("rounds", "local_iters", "num_clients", "batch_size", "seq_len", "eval_batch_size"):
+        for name in ("rounds", "local_iterations", "num_clients", "batch_size", "seq_len", "eval_batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}={v!r} is invalid; allowed: an integer >= 1")
@@ -216,7 +216,7 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
     torch.manual_seed(config.seed)  # LoRA dropout stream
     system = SplitFedSystem(model, config.system_config(), data=data, batch_size=config.batch_size)
     ev0 = system.evaluate(val, batch_size=config.eval_batch_size, max_batches=config.max_eval_batches)
-    K, E = system.num_clients, config.local_iters
+    K, E = system.num_clients, config.local_iterations
     if config.schedule == "round_robin":
         order = [k for _ in range(E) for k in range(K)]
     else:
@@ -234,8 +234,8 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
             for k in order:
                 up, grad, loss = system.iteration_messages(k)
                 if not math.isfinite(loss):
-                    raise ConfigError(f"training diverged (loss={loss}) at round {t}, client {k}; lower lr="
-                                      f"{config.lr}")
+                    raise ConfigError(f"training diverged (loss={loss}) at round {t}, client {k}; lower learning_rate="
+                                      f"{config.learning_rate}")
                 losses[k].append(loss)
                 bits["a"] += up.payload_bits
                 bits["s"] += up.side_bits

@@ -28,7 +28,7 @@ class OptimizerSpec:
         if self.name not in OPTIMIZERS:
             raise ConfigError(f"optimizer={self.name!r} is not supported; allowed: {', '.join(OPTIMIZERS)}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"lr={self.lr!r} is invalid; allowed: a number > 0")
+            raise ConfigError(f"learning_rate={self.lr!r} is invalid; allowed: a number > 0")
         if not self.weight_decay >= 0:
             raise ConfigError(f"weight_decay={self.weight_decay!r} is invalid; allowed: a number >= 0")
         if not 0 <= self.momentum < 1:

@@ -52,7 +52,7 @@ class SplitFedConfig:
     target_modules: tuple[str, ...] | None = None  # None -> per-family default
     server_mode: str = "v1"
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.0
     activation_precision: str = "fp16"  # q_a
@@ -69,7 +69,7 @@ class SplitFedConfig:
         return LoraSpec(rank=self.rank, alpha=alpha, dropout=self.lora_dropout, target_modules=targets)
 
     def optimizer_spec(self) -> OptimizerSpec:
-        return OptimizerSpec(name=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+        return OptimizerSpec(name=self.optimizer, lr=self.learning_rate, weight_decay=self.weight_decay,
                              momentum=self.momentum).validate()
 
     def resolved_gradient_precision(self) -> str:

@@ -63,7 +63,7 @@ def test_fit_small_samples_are_flagged():
     assert fit_rounds_model([], []) is None
 
 
-CFG = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=4, seq_len=16, local_iters=3, split=2, lr=2e-2,
+CFG = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=4, seq_len=16, local_iterations=3, split=2, learning_rate=2e-2,
                      eval_batch_size=8)
 
 
@@ -94,7 +94,7 @@ def test_calibrate_writes_provenance_resumes_and_loads(tmp_path, monkeypatch):
     assert again.document["target"]["rule"] == "absolute"
     # a different configuration in the same out_dir is refused
     with pytest.raises(ConfigError, match="different configuration"):
-        calibrate(TrainingConfig(**{**CFG.__dict__, "lr": 1e-3}), ranks=(1,), max_rounds=2, out_dir=tmp_path,
+        calibrate(TrainingConfig(**{**CFG.__dict__, "learning_rate": 1e-3}), ranks=(1,), max_rounds=2, out_dir=tmp_path,
                   data=make_fake_data(2, 16), progress=False)
 
     fit = load_calibration(tmp_path)

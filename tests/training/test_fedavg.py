@@ -58,7 +58,7 @@ def test_federated_server_aggregates_uploads():
 
 def test_a_round_is_fedavg_of_the_real_client_and_server_adapters():
     n = [1, 2, 5]
-    system = SplitFedSystem(load_model("tiny-llama"), SplitFedConfig(split=2, rank=2, server_mode="v1", lr=0.05),
+    system = SplitFedSystem(load_model("tiny-llama"), SplitFedConfig(split=2, rank=2, server_mode="v1", learning_rate=0.05),
                             num_clients=3, num_samples=n)
     g = torch.Generator().manual_seed(0)
     for k in range(3):

@@ -11,8 +11,8 @@ from fsllm_sim.training.federated_training import TrainingConfig, run_federated_
 from fsllm_sim.training.models import load_model
 from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
 
-TINY = dict(model="tiny-llama", num_clients=2, batch_size=4, seq_len=16, local_iters=3, split=2, rank=4,
-            lr=1e-2, eval_batch_size=4)
+TINY = dict(model="tiny-llama", num_clients=2, batch_size=4, seq_len=16, local_iterations=3, split=2, rank=4,
+            learning_rate=1e-2, eval_batch_size=4)
 
 
 def test_evaluation_is_the_token_weighted_loss_of_the_global_model():
@@ -67,7 +67,7 @@ def test_empty_validation_and_bad_config():
 
 def test_real_data_pipeline_with_tiny_model_and_bpe():
     """Shakespeare through the data package, a 512-token BPE, a tiny Llama: one short round end to end."""
-    cfg = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=2, seq_len=32, rounds=1, local_iters=2,
+    cfg = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=2, seq_len=32, rounds=1, local_iterations=2,
                          split=1, rank=2, max_tokens_per_client=4000, max_eval_batches=2, eval_batch_size=4)
     res = run_federated_training(cfg, progress=False)
     assert len(res.rounds) == 1 and math.isfinite(res.val_losses[-1])
@@ -75,7 +75,7 @@ def test_real_data_pipeline_with_tiny_model_and_bpe():
 
 
 def test_learnable_batch_is_learnable():
-    system = SplitFedSystem(load_model("tiny-llama"), SplitFedConfig(split=2, rank=8, lr=2e-2), num_clients=1)
+    system = SplitFedSystem(load_model("tiny-llama"), SplitFedConfig(split=2, rank=8, learning_rate=2e-2), num_clients=1)
     g = torch.Generator().manual_seed(0)
     losses = [system.iteration(0, learnable_batch(g, 8, 16)) for _ in range(15)]
     assert losses[-1] < losses[0]

@@ -16,8 +16,8 @@ from fsllm_sim.training.federated_training import TrainingConfig, run_federated_
 @pytest.mark.integration
 def test_validation_loss_falls_on_smollm2(smollm2_ready):
     cfg = TrainingConfig(
-        model="smollm2-135m", num_clients=2, batch_size=2, seq_len=64, local_iters=2, rounds=3, split=15,
-        rank=8, lr=1e-3, partition="by_play", max_tokens_per_client=20_000, eval_batch_size=8,
+        model="smollm2-135m", num_clients=2, batch_size=2, seq_len=64, local_iterations=2, rounds=3, split=15,
+        rank=8, learning_rate=1e-3, partition="by_play", max_tokens_per_client=20_000, eval_batch_size=8,
         max_eval_batches=1, activation_precision="fp16", seed=0,
     )
     t0 = time.perf_counter()

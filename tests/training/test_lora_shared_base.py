@@ -11,7 +11,7 @@ from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
 
 
 def _system(name="tiny-llama", k=2, **cfg):
-    cfg = {"split": 2, "rank": 4, "lr": 1e-2, **cfg}
+    cfg = {"split": 2, "rank": 4, "learning_rate": 1e-2, **cfg}
     return SplitFedSystem(load_model(name, seed=0), SplitFedConfig(**cfg), num_clients=k,
                           num_samples=list(range(1, k + 1)))
 
@@ -151,7 +151,7 @@ def test_lora_dropout_is_active_in_training_only():
 @pytest.mark.parametrize("kwargs, match", [
     ({"server_mode": "v3"}, "server_mode"),
     ({"optimizer": "adam"}, "optimizer"),
-    ({"lr": 0}, "lr="),
+    ({"learning_rate": 0}, "learning_rate="),
     ({"activation_precision": "fp8"}, "activation_precision"),
 ])
 def test_system_config_errors(kwargs, match):
@@ -161,7 +161,7 @@ def test_system_config_errors(kwargs, match):
 
 def test_sgd_and_adamw_both_update():
     for opt in ("sgd", "adamw"):
-        system = _system(k=1, optimizer=opt, lr=0.1)
+        system = _system(k=1, optimizer=opt, learning_rate=0.1)
         before = {k: v.detach().clone() for k, v in system.clients[0].state.items()}
         system.iteration(0, learnable_batch(torch.Generator().manual_seed(0), 2, 8))
         assert any(not torch.equal(before[k], system.clients[0].state[k]) for k in before)

@@ -66,7 +66,7 @@ def test_split_views_match_unsplit_model(name, batch_kind):
 def test_system_phases_match_unsplit_model(name, split):
     """Through the real phase calls (adapter swapping, messages at fp32 wire) the gradients are the unsplit ones."""
     lm = load_model(name, seed=0)
-    cfg = SplitFedConfig(split=split, rank=2, activation_precision="fp32", optimizer="sgd", lr=1.0)
+    cfg = SplitFedConfig(split=split, rank=2, activation_precision="fp32", optimizer="sgd", learning_rate=1.0)
     system = SplitFedSystem(lm, cfg, num_clients=2)
     # give client 1 and its server copy random adapters, and mirror them into the peft model's own slots
     g = torch.Generator().manual_seed(7)

@@ -83,7 +83,7 @@ def test_messages_carry_real_sizes_and_cast_tensors(q_a, q_c):
 def test_int8_activations_change_training_compared_with_fp32():
     def run(q):
         system = SplitFedSystem(load_model("tiny-llama"), SplitFedConfig(split=2, rank=4, activation_precision=q,
-                                                                          lr=1e-2), num_clients=1)
+                                                                          learning_rate=1e-2), num_clients=1)
         g = torch.Generator().manual_seed(0)
         losses = [system.iteration(0, learnable_batch(g, 2, 12)) for _ in range(3)]
         return losses, system.global_server_state()
