@@ -19,6 +19,9 @@ functions score allocations with the true objective.
 * ``power_local_search``: under a binding total cap, the allocation block of the alternation: at
   the current round time, moves and swaps on either band that lower the least total power the
   capped band needs (the power step then turns that saving into a shorter round).
+* ``price_local_search``: under two binding total caps, moves and swaps on either band screened by
+  their effect on the priced power sum at the current round time (each client re-splitting its
+  deadline between its bands), then verified exactly (see its docstring).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from channel_models.ofdma import (min_power_for_rate_w_batched, subchannel_rate_bps,
                                   water_filling_power_w_batched)
 
-from .power import BandSpec, PackedBand, RoundTerms, _transfer
+from .power import BandSpec, PackedBand, PowerResult, RoundTerms, _TotalCapSolver, _transfer, optimal_power
 
 # A move must cut the bottleneck time by this relative amount to count (guards against cycling on ties).
 IMPROVEMENT_RTOL = 1e-12
@@ -530,3 +533,182 @@ def power_local_search(band_cap: BandSpec, bits_cap: float, slack_s, assign_cap,
             a[i], a[i2] = a[i2], a[i]
         steps += 1
     return a_cap, a_free, steps, total
+
+
+# --------------------------------------------------------------------------------------------
+# Under two binding total caps: trade subchannels at the power step's price
+# --------------------------------------------------------------------------------------------
+
+def _pad_rows(blocks, fill: float) -> np.ndarray:
+    width = max(b.shape[1] for b in blocks)
+    return np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=fill) for b in blocks])
+
+
+def _priced_values(band_s: BandSpec, band_f: BandSpec, terms: RoundTerms, client, gs, bs, gf, bf, tau: float,
+                   price: float, guess=None, xtol: float = 1e-7):
+    """Per row (client[row] holding the sets gs/bs on s and gf/bf on f): the least
+    P^s / cap_s + price P^f / cap_f (P^f / cap_f alone when price is inf) with which the client meets
+    the round time ``tau``, its deadline split optimally between its bands; inf when it cannot meet
+    tau even at its per-client caps. Returns (values, s-band times): the times are a good start
+    (``guess``) for rows of the same clients with slightly different sets. ``xtol``: relative
+    tolerance on the split (the value is flat at the optimum, so 1e-7 leaves ~1e-14 on it)."""
+    rs, rf = PackedBand.from_rows(band_s, gs, bs), PackedBand.from_rows(band_f, gf, bf)
+    full_s, full_f = rs.water_fill(band_s.p_max_w[client]), rf.water_fill(band_f.p_max_w[client])
+    solver = _TotalCapSolver(terms, rs, rf, full_s, full_f, True, True, 1e-10, 200)
+    solver._t_guess = guess
+    deadline = tau - terms.base_s[client]
+    lo, hi = solver.ts_min, deadline - solver.tf_min
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lo) & np.isfinite(hi) & (hi >= lo)
+    lam = price if np.isfinite(price) else 1e12
+    x, _, _, tot_s, tot_f = solver.pareto_rows(lam, np.where(ok, deadline, 2.0), np.where(ok, lo, 1.0),
+                                               np.where(ok, hi, 1.0), xtol=xtol)
+    if np.isfinite(price):
+        value = tot_s / band_s.total_cap_w + price * tot_f / band_f.total_cap_w
+    else:
+        value = tot_f / band_f.total_cap_w
+    return np.where(ok & np.isfinite(value), value, np.inf), x
+
+
+def price_at(band_s: BandSpec, band_f: BandSpec, terms: RoundTerms, assign_s, assign_f, tau: float):
+    """(price lambda, feasibility margin) of the allocation at round time ``tau`` under two binding caps
+    (margin < 0: a shorter round exists; the power step's optimum has margin 0)."""
+    ps, pf = PackedBand(band_s, assign_s), PackedBand(band_f, assign_f)
+    solver = _TotalCapSolver(terms, ps, pf, ps.water_fill(band_s.p_max_w), pf.water_fill(band_f.p_max_w),
+                             True, True, 1e-10, 200)
+    margin, _, _ = solver._margin(tau)
+    return solver.price, margin
+
+
+def priced_sum(band_s: BandSpec, band_f: BandSpec, terms: RoundTerms, assign_s, assign_f, tau: float,
+               price: float) -> float:
+    """Sum over clients of the least priced power meeting ``tau`` (see ``_priced_values``)."""
+    ps, pf = PackedBand(band_s, assign_s), PackedBand(band_f, assign_f)
+    return float(np.sum(_priced_values(band_s, band_f, terms, np.arange(band_s.num_clients), ps.gain, ps.bw,
+                                       pf.gain, pf.bw, tau, price)[0]))
+
+
+def _priced_moves(band_s: BandSpec, band_f: BandSpec, terms: RoundTerms, a, tau: float, price: float):
+    """Every move and swap on either band, with the change of the priced sum it makes at (tau, price).
+
+    Returns (priced value of each client now, delta, band, receiving client, i, i2) (i2 = -1 for a
+    move), or None when no move or swap exists."""
+    bands = (band_s, band_f)
+    packed = [PackedBand(b, x) for b, x in zip(bands, a)]
+    clients = np.arange(band_s.num_clients)
+    now, split = _priced_values(band_s, band_f, terms, clients, packed[0].gain, packed[0].bw, packed[1].gain,
+                                packed[1].bw, tau, price)
+    rows, moves = [], []
+    for bi in (0, 1):
+        other = packed[1 - bi]
+        for gen in (_all_moves, _all_swaps):
+            k, j, i, i2, gk, bk, gj, bj = gen(packed[bi])
+            if k.size == 0:
+                continue
+            for who, g, b in ((k, gk, bk), (j, gj, bj)):
+                rows.append((who, g, b, other.gain[who], other.bw[who]) if bi == 0
+                            else (who, other.gain[who], other.bw[who], g, b))
+            moves.append((np.full(k.size, bi), k, i, i2))
+    if not moves:
+        return None
+    # One batch: per generator, the receiving clients' rows then the giving clients'.
+    who = np.concatenate([r[0] for r in rows])
+    gs, bs = _pad_rows([r[1] for r in rows], 0.0), _pad_rows([r[2] for r in rows], 1.0)
+    gf, bf = _pad_rows([r[3] for r in rows], 0.0), _pad_rows([r[4] for r in rows], 1.0)
+    v, _ = _priced_values(band_s, band_f, terms, who, gs, bs, gf, bf, tau, price, guess=split[who])
+    sizes = [r[0].size for r in rows]
+    parts = np.split(v, np.cumsum(sizes)[:-1])
+    v_k, v_j = np.concatenate(parts[0::2]), np.concatenate(parts[1::2])
+    k_all = np.concatenate([r[0] for r in rows[0::2]])
+    j_all = np.concatenate([r[0] for r in rows[1::2]])
+    with np.errstate(invalid="ignore"):
+        delta = v_k + v_j - now[k_all] - now[j_all]
+    delta = np.where(np.isnan(delta), np.inf, delta)
+    return (now, delta, np.concatenate([m[0] for m in moves]), k_all, np.concatenate([m[2] for m in moves]),
+            np.concatenate([m[3] for m in moves]))
+
+
+def _apply(a, bi: int, k: int, i: int, i2: int):
+    out = [a[0].copy(), a[1].copy()]
+    t = out[bi]
+    if i2 < 0:
+        t[i] = k
+    else:
+        t[i], t[i2] = t[i2], t[i]
+    return out
+
+
+def priced_descent(band_s: BandSpec, band_f: BandSpec, terms: RoundTerms, assign_s, assign_f, tau: float,
+                   price: float, max_moves: int = 200):
+    """Best-improvement moves and swaps on the priced sum at a fixed (tau, price), without power steps.
+
+    Returns (assign_s, assign_f, priced sum at the end). At the power step's optimum of an allocation
+    the priced sum is 1 + price (both caps met exactly); an allocation that meets tau with room to
+    spare has a priced sum below that (weak duality), so a value not below it rules a candidate out,
+    and a value below it is worth an exact check."""
+    a = [np.array(assign_s, dtype=int), np.array(assign_f, dtype=int)]
+    total = np.inf
+    for _ in range(max_moves + 1):
+        found = _priced_moves(band_s, band_f, terms, a, tau, price)
+        if found is None:
+            break
+        now, delta, band_of, k_all, sub_i, sub_i2 = found
+        total = float(np.sum(now))
+        if not np.isfinite(total) and not np.any(np.isneginf(delta)):
+            break
+        c = int(np.argmin(delta))
+        if not delta[c] < -1e-9 * (abs(total) if np.isfinite(total) else 1.0):
+            break
+        a = _apply(a, int(band_of[c]), int(k_all[c]), int(sub_i[c]), int(sub_i2[c]))
+    return a[0], a[1], total
+
+
+def price_local_search(band_s: BandSpec, band_f: BandSpec, terms: RoundTerms, assign_s, assign_f,
+                       power: PowerResult, max_moves: int = 200, verify: int = 3):
+    """Moves and swaps on either band under two binding total caps, each client re-splitting its time.
+
+    At the current round time tau (the power step's optimum) the allocation meets both caps exactly:
+    at the price lambda of the power step, the Pareto point of the two power sums is (cap_s, cap_f),
+    and the priced sum P^s / cap_s + lambda P^f / cap_f is 1 + lambda. A move or swap changes two
+    clients' subchannel sets; the screen is the change of the priced sum of those two clients, each
+    re-optimising how it splits its deadline between the bands (``power_local_search`` keeps that
+    split fixed and looks at one band at a time, which misses trades that pay only once a client
+    shifts time from one band to the other). A move that shortens the round must lower the priced
+    sum (weak duality: it meets tau with both sums below their caps), so the screen never discards
+    an improving move; it does not prove one either, so the ``verify`` most promising candidates are
+    checked exactly: the new allocation's feasibility margin at tau (< 0: a shorter round exists),
+    then the exact power step; a candidate is accepted only when the round time drops. Best screened
+    candidate first; stops when no verified candidate improves or after ``max_moves`` steps.
+    Returns (assign_s, assign_f, PowerResult of the result, steps made).
+    """
+    a = [np.array(assign_s, dtype=int), np.array(assign_f, dtype=int)]
+    pr = power
+    steps = 0
+    while steps < max_moves:
+        tau = pr.max_time_s
+        if not np.isfinite(tau):
+            break
+        price, margin = price_at(band_s, band_f, terms, a[0], a[1], tau)
+        if price is None or not np.isfinite(margin):
+            break
+        found = _priced_moves(band_s, band_f, terms, a, tau, price)
+        if found is None:
+            break
+        now, delta, band_of, k_all, sub_i, sub_i2 = found
+        threshold = -1e-9 * float(np.sum(now[np.isfinite(now)]))
+        accepted = False
+        for c in np.argsort(delta, kind="stable")[:verify]:
+            if not delta[c] < threshold:
+                break
+            trial = _apply(a, int(band_of[c]), int(k_all[c]), int(sub_i[c]), int(sub_i2[c]))
+            if not price_at(band_s, band_f, terms, trial[0], trial[1], tau)[1] < -1e-10:
+                continue
+            new = optimal_power(band_s, band_f, terms, trial[0], trial[1])
+            if new.max_time_s < tau * (1 - 1e-12):
+                a, pr = trial, new
+                steps += 1
+                accepted = True
+                break
+        if not accepted:
+            break
+    return a[0], a[1], pr, steps

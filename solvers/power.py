@@ -44,8 +44,8 @@ from typing import Optional
 
 import numpy as np
 
-from channel_models.ofdma import (min_power_for_rate_w_batched, subchannel_rate_bps,
-                                  water_filling_power_w_batched)
+from channel_models.ofdma import (_active_prefix, _sorted_cumsums, min_power_for_rate_w_batched,
+                                  subchannel_rate_bps, water_filling_power_w_batched)
 
 from .rootfind import illinois
 
@@ -176,11 +176,23 @@ class PackedBand:
         safe = np.where(valid, self.idx, 0)
         rows = np.arange(band.num_clients)[:, None]
         self.valid = valid
-        self.gain = np.where(valid, band.gain[rows, safe], 0.0)
-        self.bw = np.where(valid, band.bandwidth_hz[safe], 1.0)
-        self.n0 = band.noise_psd_w_per_hz
+        self._set_rows(np.where(valid, band.gain[rows, safe], 0.0), np.where(valid, band.bandwidth_hz[safe], 1.0))
+
+    def _set_rows(self, gain, bw) -> None:
+        self.gain = np.asarray(gain, dtype=float)
+        self.bw = np.asarray(bw, dtype=float)
+        self.n0 = self.band.noise_psd_w_per_hz
         with np.errstate(divide="ignore"):
             self.floor = np.where(self.gain > 0, self.n0 / np.where(self.gain > 0, self.gain, 1.0), np.inf)
+
+    @classmethod
+    def from_rows(cls, band: BandSpec, gain, bw) -> "PackedBand":
+        """Rows that are candidate subchannel sets (gain 0 = padding), not an assignment's clients: for
+        the water-filling / least-power methods only (``assign``, ``idx`` and ``scatter`` are absent)."""
+        pb = cls.__new__(cls)
+        pb.band = band
+        pb._set_rows(gain, bw)
+        return pb
 
     def water_fill(self, budget_w) -> np.ndarray:
         return water_filling_power_w_batched(self.gain, self.bw, self.n0, budget_w)
@@ -188,9 +200,32 @@ class PackedBand:
     def rates(self, powers) -> np.ndarray:
         return subchannel_rate_bps(self.bw, powers, self.gain, self.n0).sum(axis=1)
 
+    def _least_power(self, rate_bps):
+        """``min_power_for_rate_w_batched`` on these rows, with the sort by noise floor done once per
+        object (the power searches call this many times on the same rows): the same arithmetic on the
+        same arrays, so the same numbers, without re-validating and re-sorting at every call."""
+        rate = np.asarray(rate_bps, dtype=float)
+        if rate.shape != (self.gain.shape[0],) or not np.all(rate >= 0):
+            return min_power_for_rate_w_batched(self.gain, self.bw, self.n0, rate_bps)  # raises as it does
+        cached = getattr(self, "_sorted", None)
+        if cached is None:
+            f_s, cum_b, cum_blog = _sorted_cumsums(self.floor, self.bw, np.log2)
+            with np.errstate(divide="ignore"):
+                log_f_s = np.log2(f_s)
+            cached = self._sorted = (cum_b, cum_blog, log_f_s)
+        cum_b, cum_blog, log_f_s = cached
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_level_m = (rate[:, None] + cum_blog) / cum_b
+        m = np.where(rate > 0, _active_prefix(log_f_s, log_level_m), 0)
+        log_level = np.take_along_axis(log_level_m, np.maximum(m - 1, 0)[:, None], axis=1)[:, 0]
+        level = np.where(m > 0, np.exp2(log_level), 0.0)
+        powers = self.bw * np.maximum(level[:, None] - self.floor, 0.0)
+        powers[(m == 0) & (rate > 0)] = np.inf
+        return powers, powers.sum(axis=1)
+
     def min_power(self, rate_bps):
         """Least powers for the rates: (packed powers, totals (K,), water level mu (K,), active width (K,))."""
-        powers, total = min_power_for_rate_w_batched(self.gain, self.bw, self.n0, rate_bps)
+        powers, total = self._least_power(rate_bps)
         active = powers > 0
         b_act = np.sum(np.where(active, self.bw, 0.0), axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -285,6 +320,9 @@ class _TotalCapSolver:
         self.evaluations = 0
         self._t_guess = None
         self._omega = 0.0
+        # The price lambda of the last two-cap margin: 0 when the f-band cap is slack at the best split
+        # of the deadlines, inf when the s-band cap is, else exp(omega) at the root (see _margin_both).
+        self.price = None
 
     # -- one band's least power for its time share -------------------------------------------
     def _band_power(self, pb, bits, time):
@@ -336,18 +374,24 @@ class _TotalCapSolver:
         return g, h
 
     def _pareto(self, lam, deadline, lo, hi):
+        """The Pareto point of price ``lam``: (t^s, packed s powers, packed f powers, sum P^s / cap_s,
+        sum P^f / cap_f); see :meth:`pareto_rows`."""
+        x, p_s, p_f, tot_s, tot_f = self.pareto_rows(lam, deadline, lo, hi)
+        return x, p_s, p_f, float(tot_s.sum()) / self.cap_s, float(tot_f.sum()) / self.cap_f
+
+    def pareto_rows(self, lam, deadline, lo, hi, xtol: float = 1e-10):
         """Per client: argmin over t^s in [lo, hi] of P^s(s_bits/t) / cap_s + lam P^f(f_bits/(D - t)) / cap_f.
 
         The function is convex in t, so its derivative g is increasing: a client whose g >= 0 at lo
         (or <= 0 at hi) sits at that end; the others are solved by Newton kept inside a sign bracket
-        (bisection when a Newton step would leave it).
+        (bisection when a Newton step would leave it), to ``xtol`` (hi - lo).
         """
         t = self.t
         ws, wf = 1.0 / self.cap_s, lam / self.cap_f
         a, b = lo.copy(), hi.copy()
         guess = self._t_guess if self._t_guess is not None else 0.5 * (lo + hi)
         x = np.where((guess >= lo) & (guess <= hi), guess, 0.5 * (lo + hi))
-        tol = 1e-10 * (hi - lo)
+        tol = xtol * (hi - lo)
         active = hi > lo
         x = np.where(active, x, lo)
         for _ in range(80):
@@ -369,7 +413,7 @@ class _TotalCapSolver:
         self._t_guess = x
         p_s, tot_s, _, _ = self._band_power(self.ps, t.s_bits, x)
         p_f, tot_f, _, _ = self._band_power(self.pf, t.f_bits, deadline - x)
-        return x, p_s, p_f, float(tot_s.sum()) / self.cap_s, float(tot_f.sum()) / self.cap_f
+        return x, p_s, p_f, tot_s, tot_f
 
     def _margin_both(self, deadline):
         lo, hi = self.ts_min, deadline - self.tf_min
@@ -378,10 +422,12 @@ class _TotalCapSolver:
         p_s0, tot_s0, _, _ = self._band_power(self.ps, t.s_bits, hi)
         ns0, nf0 = float(tot_s0.sum()) / self.cap_s, float(self.pf.band.p_max_w.sum()) / self.cap_f
         if ns0 >= nf0:
+            self.price = 0.0
             return ns0 - 1.0, p_s0, self.full_f
         p_f1, tot_f1, _, _ = self._band_power(self.pf, t.f_bits, deadline - lo)
         ns1, nf1 = float(self.ps.band.p_max_w.sum()) / self.cap_s, float(tot_f1.sum()) / self.cap_f
         if nf1 >= ns1:
+            self.price = np.inf
             return nf1 - 1.0, self.full_s, p_f1
         best = [np.inf, None, None]
 
@@ -395,6 +441,7 @@ class _TotalCapSolver:
         w0 = self._omega
         f0 = psi(w0)
         if f0 == 0:
+            self.price = float(np.exp(w0))
             return best[0] - 1.0, best[1], best[2]
         step = 0.25 if f0 < 0 else -0.25
         w1, f1 = w0 + step, psi(w0 + step)
@@ -405,6 +452,7 @@ class _TotalCapSolver:
             f1 = psi(w1)
         if np.sign(f1) != np.sign(f0):
             self._omega = illinois(psi, w0, f0, w1, f1, xtol=1e-10, ftol=1e-12, max_iter=100)
+        self.price = float(np.exp(self._omega))
         return best[0] - 1.0, best[1], best[2]
 
     # -- the outer search on tau ------------------------------------------------------------

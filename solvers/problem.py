@@ -195,8 +195,10 @@ class Solution:
             return None
         return max(0.0, (self.objective_s - self.lower_bound_s) / self.objective_s)
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, timing: bool = True) -> dict:
+        """Everything as JSON-ready values. ``timing=False`` leaves out ``wall_time_s`` (a host
+        wall-clock time), so the same problem and method give the same dict byte for byte."""
+        out = {
             "method": self.method,
             "status": self.status,
             "objective_s": self.objective_s,
@@ -214,9 +216,12 @@ class Solution:
             "notes": list(self.notes),
             "breakdown": self.breakdown.to_dict(),
         }
+        if not timing:
+            del out["wall_time_s"]
+        return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
+    def to_json(self, timing: bool = True) -> str:
+        return json.dumps(self.to_dict(timing=timing), indent=2, allow_nan=True)
 
 
 def check_allocation(problem: Problem, assign_s, power_s_w, assign_f, power_f_w) -> None:

@@ -41,6 +41,20 @@ from .backends import make_backend
 from .milp_model import RATE_UNIT_BPS, AllocationModel, safe_lp_bound
 from .problem import Solution
 
+# Largest K * M (clients x s-band subchannels) for which `fsllm-sim optimize` computes the LP relaxation:
+# its LPs grow with K (M + N) columns and their cuts; at K = 100 it took 200-300 s, against well under
+# a second for bcd's pair bound (solvers.bcd.bcd_lower_bound).
+MAX_RELAXATION_SIZE = 4096
+
+
+def relaxation_size_error(problem, limit: int = MAX_RELAXATION_SIZE) -> Optional[str]:
+    """One line saying why the relaxation is refused for ``problem`` (None when K * M <= ``limit``)."""
+    size = problem.num_clients * problem.num_subchannels_s
+    if size <= limit:
+        return None
+    return (f"the LP relaxation bound is limited to K*M <= {limit} (clients x s-band subchannels); this problem "
+            f"has K*M = {problem.num_clients}*{problem.num_subchannels_s} = {size} (use the default bound, bcd's)")
+
 
 def feasible_core_upper(problem, terms, assign_s, assign_f) -> float:
     """max_k T_k of an easy feasible allocation: water-filling, scaled onto the total caps."""

@@ -80,14 +80,13 @@ def test_optimize_beats_equal_share_and_its_solution_runs(scenario_file, tmp_pat
     assert main(["optimize", str(scenario_file), "--runs-dir", str(runs), "--no-progress",
                  "--profile", "analytic"]) == 0
     out = capsys.readouterr().out
-    assert "lower bound (relaxation)" in out
+    assert "lower bound (bcd pair bound)" in out
     opt = only_run_dir(runs, "optimize")
     sol = json.loads((opt / "solution.json").read_text())
     results = json.loads((opt / "results.json").read_text())
     assert results["lower_bound_s"] <= sol["objective_s"] * (1 + 1e-9)
     for row in results["comparison"]:
-        if row["allocation"] != "lower bound (relaxation)":
-            assert row["total_s"] >= sol["objective_s"] * (1 - 1e-9), row
+        assert row["total_s"] >= sol["objective_s"] * (1 - 1e-9), row
     assert main(["run", str(scenario_file), "--runs-dir", str(runs), "--no-progress", "--profile", "analytic",
                  "--allocation", str(opt / "solution.json")]) == 0
     summary = json.loads((only_run_dir(runs, "run") / "results.json").read_text())["summary"]
@@ -117,3 +116,79 @@ def test_split_beyond_the_model_is_a_clear_error(scenario_file, tmp_path, capsys
 def test_shipped_calibration_loads():
     fit = load_calibration_fit(builtin_calibration_path())
     assert fit.rounds(1) >= fit.rounds(16) > 0
+
+
+# -- optimize: bounds, seeds, byte-identical outputs -------------------------------------------
+
+def _optimize(scenario_path, runs, *extra):
+    assert main(["optimize", str(scenario_path), "--runs-dir", str(runs), "--no-progress", "--profile", "analytic",
+                 *extra]) == 0
+    return only_run_dir(runs, "optimize")
+
+
+def test_optimize_solution_json_is_byte_identical_and_timing_is_apart(scenario_file, tmp_path):
+    runs = [_optimize(scenario_file, tmp_path / name) for name in ("a", "b")]
+    for name in ("solution.json", "results.json", "comparison.csv"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+    sol = json.loads((runs[0] / "solution.json").read_text())
+    assert "wall_time_s" not in sol and "wall_time_s" not in json.loads((runs[0] / "results.json").read_text())["solution"]
+    timing = json.loads((runs[0] / "timing.json").read_text())
+    assert timing["solver_wall_s"]["bcd"] > 0 and len(timing["solver_wall_s"]) == 7
+
+
+def test_optimize_reports_bcd_bound_by_default_and_relaxation_on_request(scenario_file, tmp_path, capsys):
+    default = _optimize(scenario_file, tmp_path / "d", "--no-baselines")
+    out = capsys.readouterr().out
+    results = json.loads((default / "results.json").read_text())
+    sol = json.loads((default / "solution.json").read_text())
+    assert results["lower_bound"]["source"] == "bcd" and "lower bound (bcd pair bound)" in out
+    assert results["lower_bound_s"] == pytest.approx(sol["lower_bound_s"], rel=1e-12)  # bcd's own bound
+    assert results["lower_bound_s"] <= sol["objective_s"]
+    assert all(not row["allocation"].startswith("lower bound") for row in results["comparison"])
+    relaxed = _optimize(scenario_file, tmp_path / "r", "--no-baselines", "--bound", "relaxation")
+    bound = json.loads((relaxed / "results.json").read_text())["lower_bound"]
+    assert bound["source"] == "relaxation" and bound["lower_bound_s"] <= sol["objective_s"] * (1 + 1e-9)
+
+
+def test_relaxation_bound_is_refused_above_the_size_limit(tmp_path, capsys):
+    data = dict(SCENARIO, clients={"count": 70}, channel={"s_band": {"subchannels": 70}, "f_band": {"subchannels": 70}})
+    f = tmp_path / "big.yaml"
+    f.write_text(yaml.safe_dump(data))
+    for flags in (["--bound", "relaxation"], ["--method", "relaxation"]):
+        assert main(["optimize", str(f), "--runs-dir", str(tmp_path / "r"), "--no-progress", "--profile", "analytic",
+                     *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "K*M <= 4096" in err and "70*70 = 4900" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_optimize_method_relaxation_is_a_bound_not_an_allocation(scenario_file, tmp_path, capsys):
+    run = _optimize(scenario_file, tmp_path / "runs", "--method", "relaxation")
+    out = capsys.readouterr().out
+    assert "this is a bound, not an allocation" in out and "--allocation" not in out
+    assert not (run / "solution.json").exists()
+    results = json.loads((run / "results.json").read_text())
+    assert "solution" not in results and "lower_bound_s" not in results
+    assert results["lower_bound"]["method"] == "relaxation" and results["lower_bound"]["lower_bound_s"] > 0
+    # every baseline allocation is at or above the bound
+    assert all(row["total_s"] >= results["lower_bound"]["lower_bound_s"] * (1 - 1e-9) for row in results["comparison"])
+
+
+def test_random_baseline_follows_the_scenario_seed(tmp_path):
+    def random_assignment(seed, name):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(yaml.safe_dump(dict(SCENARIO, seed=seed)))
+        sol = json.loads((_optimize(f, tmp_path / name, "--method", "random", "--no-baselines")
+                          / "solution.json").read_text())
+        return sol["assign_s"] + sol["assign_f"]
+
+    first, again, other = random_assignment(1, "a"), random_assignment(1, "b"), random_assignment(2, "c")
+    assert first == again
+    assert first != other
+
+
+def test_optimize_time_limit_must_be_positive(scenario_file, tmp_path, capsys):
+    assert main(["optimize", str(scenario_file), "--runs-dir", str(tmp_path / "r"), "--no-progress",
+                 "--profile", "analytic", "--time-limit", "-1"]) == 2
+    assert "--time-limit" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -1,10 +1,22 @@
-"""`fsllm-sim optimize`: solve the scenario's allocation problem and compare with baselines and the lower bound.
+"""`fsllm-sim optimize`: solve the scenario's allocation problem and compare with baselines and a lower bound.
 
 The chosen solution is saved as ``solution.json`` in the run directory; ``fsllm-sim run --allocation``
-evaluates it end to end.
+evaluates it end to end. ``solution.json``, ``results.json`` and ``comparison.csv`` hold no host
+wall-clock time (those go to ``timing.json``), so the same scenario and seed give the same bytes.
+
+The lower bound (``--bound``) is bcd's pair bound by default (:func:`solvers.bcd.bcd_lower_bound`:
+certified, and cheap at any size), or the larger certified bound of the chosen method when it has one
+(exact, gurobi); ``--bound relaxation`` computes the LP relaxation instead, which is tighter where
+clients share bands but slow, so it is refused above K*M = ``MAX_RELAXATION_SIZE``. A method that
+computes a bound (``--method relaxation``) is reported as a bound: no ``solution.json`` is written
+and the bound goes to ``results.json`` under ``lower_bound`` only.
+
+The ``random`` baseline draws from the scenario's ``solver`` random stream, so its assignment changes
+with the scenario's seed (and only with it).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +25,25 @@ from plots import plot_delay_breakdown
 
 from ..convergence import load_convergence
 from ..devices import make_fleet
+from ..errors import ConfigError
 from ..network import build_environment
 from ..profiles import scenario_profile
 from ..report import format_table
 from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, create_run_dir
-from ..seeding import stream
+from ..seeding import stream, stream_seed
 
 # (label, method, fix split to the scenario's, fix rank to the scenario's, extra options)
 COMPARISONS = (
     ("equal subchannels, equal power", "equal", False, False, {}),
-    ("random subchannels, equal power", "random", False, False, {"seed": 0}),
+    ("random subchannels, equal power", "random", False, False, {}),
     ("greedy subchannels, max power", "max-power", False, False, {}),
     ("bcd, fixed split (scenario's)", "bcd", True, False, {}),
     ("bcd, fixed rank (scenario's)", "bcd", False, True, {}),
     ("equal, fixed split and rank", "equal", True, True, {}),
 )
+BOUNDS = ("bcd", "relaxation")
+# Methods that take the --time-limit (and, for exact/gurobi, show progress).
+TIME_LIMITED_METHODS = ("exact", "gurobi", "relaxation")
 
 
 def scenario_problem(scenario, *, profile_source: str = "counted", progress: bool = True, gains: str | None = None):
@@ -50,31 +66,91 @@ def scenario_problem(scenario, *, profile_source: str = "counted", progress: boo
     return problem, env, meta
 
 
+def solver_options(scenario, method: str, *, progress: bool = False, time_limit_s: float | None = None) -> dict:
+    """Options the job passes to ``solvers.solve`` for ``method``: the random baseline's seed from the
+    scenario's ``solver`` stream; the time limit and progress for the exact methods."""
+    options = {}
+    if method == "random":
+        options["seed"] = stream_seed(scenario.seed, "solver")
+    if method in ("exact", "gurobi"):
+        options["progress"] = bool(progress)
+    if method in TIME_LIMITED_METHODS and time_limit_s is not None:
+        options["time_limit_s"] = float(time_limit_s)
+    return options
+
+
+def _bound_record(source: str, value: float, sol=None, best=None) -> dict:
+    """The ``lower_bound`` entry of results.json (no wall-clock time in it)."""
+    rec = {"source": source, "lower_bound_s": value}
+    if sol is not None:
+        rec.update({"method": sol.method, "split": sol.split, "rank": sol.rank, "status": sol.status,
+                    "notes": list(sol.notes)})
+    if best is not None:
+        rec["gap_to_optimised"] = (1.0 - value / best.objective_s) if np.isfinite(best.objective_s) else None
+    return rec
+
+
 def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = None, progress: bool = True,
-                 profile_source: str = "counted", baselines: bool = True, echo=print) -> Path:
+                 profile_source: str = "counted", baselines: bool = True, bound: str = "bcd",
+                 time_limit_s: float | None = None, echo=print) -> Path:
     import solvers
+    from solvers.bcd import bcd_lower_bound
+    from solvers.registry import BOUND_METHODS, CERTIFIED_METHODS
+    from solvers.relaxation import MAX_RELAXATION_SIZE, relaxation_size_error
 
     method = method or scenario.optimizer.method
     if method not in solvers.METHODS:
-        from ..errors import ConfigError
-
         raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.METHODS)}")
+    if bound not in BOUNDS:
+        raise ConfigError(f"--bound {bound!r} is not one of {', '.join(BOUNDS)}")
+    if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s > 0):
+        raise ConfigError(f"--time-limit {time_limit_s!r} must be a number of seconds > 0")
     problem, env, meta = scenario_problem(scenario, profile_source=profile_source, progress=progress)
+    is_bound = method in BOUND_METHODS
+    if bound == "relaxation" or (is_bound and method == "relaxation"):
+        too_big = relaxation_size_error(problem)
+        if too_big:
+            flag = "--method relaxation" if is_bound else "--bound relaxation"
+            raise ConfigError(f"{flag}: {too_big}")
+    if time_limit_s is not None and method not in TIME_LIMITED_METHODS:
+        echo(f"note: --time-limit applies to {', '.join(TIME_LIMITED_METHODS)}; {method} runs without one")
     run_dir = create_run_dir(scenario, "optimize", runs_dir)
-    best = solvers.solve(problem, method=method)
+    timing: dict = {"solver_wall_s": {}}
+    echo(f"scenario {scenario.name!r}: K={problem.num_clients}, M={problem.num_subchannels_s}, "
+         f"N={problem.num_subchannels_f}, {len(problem.candidate_pairs())} (split, rank) pairs, method {method}")
+    best = solvers.solve(problem, method=method,
+                         **solver_options(scenario, method, progress=progress, time_limit_s=time_limit_s))
+    timing["solver_wall_s"][method] = best.wall_time_s
     for note in best.notes:
         echo(f"note: {note}")
 
-    rows = [("optimised", best)]
+    rows = [] if is_bound else [("optimised", best)]
     if baselines:
         for label, m, fix_split, fix_rank, opts in COMPARISONS:
             sol = solvers.solve(problem, method=m, split=scenario.split.layer if fix_split else None,
-                                rank=scenario.lora.rank if fix_rank else None, **opts)
+                                rank=scenario.lora.rank if fix_rank else None,
+                                **{**solver_options(scenario, m), **opts})
+            timing["solver_wall_s"][label] = sol.wall_time_s
             rows.append((label, sol))
-    bound = solvers.solve(problem, method="relaxation")
 
-    echo(f"scenario {scenario.name!r}: K={problem.num_clients}, M={problem.num_subchannels_s}, "
-         f"N={problem.num_subchannels_f}, {len(problem.candidate_pairs())} (split, rank) pairs, method {method}")
+    if is_bound:
+        return _report_bound(scenario, method, best, rows, run_dir, meta, timing, echo)
+
+    # The lower bound: bcd's pair bound (or the method's own certified bound when larger), or the relaxation.
+    if bound == "relaxation":
+        relax = solvers.solve(problem, method="relaxation",
+                              **solver_options(scenario, "relaxation", time_limit_s=time_limit_s))
+        timing["bound_wall_s"] = relax.wall_time_s
+        lower = _bound_record("relaxation", relax.objective_s, relax, best)
+        label = "lower bound (relaxation)"
+    else:
+        value = bcd_lower_bound(problem)
+        source, label = "bcd", "lower bound (bcd pair bound)"
+        own = best.lower_bound_s
+        if own is not None and (method in CERTIFIED_METHODS or method == "bcd") and own > value:
+            value, source, label = float(own), method, f"lower bound ({method}, certified)"
+        lower = _bound_record(source, value, best=best)
+
     echo(f"chosen: split l={best.split}, rank r={best.rank}, round {best.round_time_s:.4g} s x N(r)={best.rounds:.4g} "
          f"= {best.objective_s:.4g} s ({best.status}, {best.wall_time_s:.2f} s)")
     bd = best.breakdown
@@ -88,26 +164,55 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
     echo(format_table(["k", "#s", "P_s W", "#f", "P_f W", "t_comp s", "t_up s", "t_srv s", "t_dn s", "t_adapt s",
                        "round s"], client_rows, digits=3))
     comparison = []
-    for label, sol in rows:
-        comparison.append({"allocation": label, "method": sol.method, "split": sol.split, "rank": sol.rank,
+    for row_label, sol in rows:
+        comparison.append({"allocation": row_label, "method": sol.method, "split": sol.split, "rank": sol.rank,
                            "round_time_s": sol.round_time_s, "rounds": sol.rounds, "total_s": sol.objective_s,
                            "vs_optimised": sol.objective_s / best.objective_s, "status": sol.status})
-    comparison.append({"allocation": "lower bound (relaxation)", "method": "relaxation", "split": bound.split,
-                       "rank": bound.rank, "round_time_s": bound.round_time_s, "rounds": bound.rounds,
-                       "total_s": bound.objective_s, "vs_optimised": bound.objective_s / best.objective_s,
-                       "status": bound.status})
-    echo(format_table(["allocation", "split", "rank", "round s", "N(r)", "total s", "x optimised"],
-                      [[c["allocation"], c["split"], c["rank"], c["round_time_s"], c["rounds"], c["total_s"],
-                        c["vs_optimised"]] for c in comparison]))
-    gap = 1.0 - bound.objective_s / best.objective_s if np.isfinite(best.objective_s) else float("nan")
-    echo(f"optimised total is within {100 * gap:.2f} % of the relaxation's lower bound")
+    # The bound is shown with the allocations but is not one: it stays out of comparison.csv.
+    shown = [[c["allocation"], c["split"], c["rank"], c["round_time_s"], c["rounds"], c["total_s"],
+              c["vs_optimised"]] for c in comparison]
+    shown.append([label, "", "", "", "", lower["lower_bound_s"], lower["lower_bound_s"] / best.objective_s])
+    echo(format_table(["allocation", "split", "rank", "round s", "N(r)", "total s", "x optimised"], shown))
+    gap = lower["gap_to_optimised"]
+    echo(f"{label}: {lower['lower_bound_s']:.6g} s; the optimised total is within "
+         f"{100 * gap if gap is not None else float('nan'):.3g} % of it")
+    if bound != "relaxation":
+        echo("lower bound (relaxation): not computed; ask for it with --bound relaxation "
+             f"(slow on large problems, refused above K*M = {MAX_RELAXATION_SIZE})")
 
-    atomic_write_text(run_dir / "solution.json", best.to_json() + "\n")
+    atomic_write_text(run_dir / "solution.json", best.to_json(timing=False) + "\n")
     atomic_write_csv(run_dir / "comparison.csv", comparison)
-    atomic_write_json(run_dir / "results.json", {"profile": meta, "solution": best.to_dict(),
-                                                 "lower_bound_s": bound.objective_s, "comparison": comparison})
+    atomic_write_json(run_dir / "results.json", {"profile": meta, "solution": best.to_dict(timing=False),
+                                                 "lower_bound_s": lower["lower_bound_s"], "lower_bound": lower,
+                                                 "comparison": comparison})
+    atomic_write_json(run_dir / "timing.json", timing)
     plot_delay_breakdown(bd, scenario.training.local_iterations, run_dir / "delay_breakdown.png",
                          title=f"{scenario.name}: optimised ({method}), l={best.split}, r={best.rank}")
     echo(f"solution saved: {run_dir / 'solution.json'} (evaluate it with `fsllm-sim run SCENARIO "
          f"--allocation {run_dir / 'solution.json'}`)")
+    return run_dir
+
+
+def _report_bound(scenario, method, bound, rows, run_dir: Path, meta, timing, echo) -> Path:
+    """``--method`` computed a lower bound: report it as one, write no solution.json."""
+    echo(f"{method}: lower bound {bound.objective_s:.6g} s on the total training time of any allocation "
+         f"(least at split l={bound.split}, rank r={bound.rank}; {bound.status})")
+    echo(f"this is a bound, not an allocation: no solution.json is written (for an allocation to run, use "
+         f"--method bcd, exact or a baseline)")
+    comparison = []
+    for label, sol in rows:
+        comparison.append({"allocation": label, "method": sol.method, "split": sol.split, "rank": sol.rank,
+                           "round_time_s": sol.round_time_s, "rounds": sol.rounds, "total_s": sol.objective_s,
+                           "vs_bound": sol.objective_s / bound.objective_s, "status": sol.status})
+    if comparison:
+        echo(format_table(["allocation", "split", "rank", "round s", "N(r)", "total s", "x bound"],
+                          [[c["allocation"], c["split"], c["rank"], c["round_time_s"], c["rounds"], c["total_s"],
+                            c["vs_bound"]] for c in comparison]))
+        atomic_write_csv(run_dir / "comparison.csv", comparison)
+    results = {"profile": meta, "lower_bound": _bound_record(method, bound.objective_s, bound)}
+    if comparison:
+        results["comparison"] = comparison
+    atomic_write_json(run_dir / "results.json", results)
+    atomic_write_json(run_dir / "timing.json", timing)
+    echo(f"bound saved: {run_dir / 'results.json'} (key lower_bound)")
     return run_dir

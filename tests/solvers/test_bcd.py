@@ -165,3 +165,61 @@ def test_total_caps_are_respected_by_bcd():
     sol = solve(pb, split=6, rank=4)
     assert sol.power_s_w.sum() <= 0.1 * (1 + 1e-9) and sol.power_f_w.sum() <= 0.05 * (1 + 1e-9)
     assert sol.objective_s <= solve(pb, "max-power", split=6, rank=4).objective_s * (1 + 1e-9)
+
+
+# -- two binding total caps: the priced search -----------------------------------------------
+
+QUALITY_PROFILE = synthetic_profile(splits=[2, 10, 24], ranks=[1, 4, 16])
+
+
+def two_cap_instance(index):
+    """Instance ``index`` of the two-total-cap family of tests/solvers/test_quality.py (gaps(7, 40, ...))."""
+    rng = np.random.default_rng(7)
+    caps_cycle = [(0.25, 0.25), (0.15, 0.35)]
+    for t in range(index + 1):
+        k, m, n = int(rng.integers(2, 4)), int(rng.integers(4, 6)), int(rng.integers(3, 5))
+        caps = caps_cycle[t % 2]
+        pb = random_problem(rng, k, m, n, profile=QUALITY_PROFILE, total_cap_s_w=caps[0], total_cap_f_w=caps[1])
+    return pb
+
+
+@pytest.mark.parametrize("index", [1, 37, 38])
+def test_bcd_with_two_binding_caps_is_within_3_percent(index):
+    """The worst instances of the family before the priced search (3.2 %, 6.9 % and 3.8 % above the optimum)."""
+    from solvers.enumeration import solve_enumeration
+
+    pb = two_cap_instance(index)
+    opt = solve_enumeration(pb)
+    sol = solve_bcd(pb)
+    check_allocation(pb, sol.assign_s, sol.power_s_w, sol.assign_f, sol.power_f_w)
+    assert opt.objective_s * (1 - 1e-9) <= sol.objective_s <= opt.objective_s * 1.03
+
+
+def test_price_local_search_finds_the_trade_the_per_band_search_misses():
+    """Instance 37: from the allocation bcd used to stop at, one f-band swap (the strong client takes the
+    weak one's good subchannel) reaches the optimum; it pays only once both clients re-split their time."""
+    from solvers.allocation import price_local_search
+    from solvers.enumeration import solve_enumeration
+    from solvers.power import optimal_power
+
+    pb = two_cap_instance(37)
+    band_s, band_f = bands_of(pb)
+    terms = RoundTerms.from_problem(pb, 2, 16)
+    a_s, a_f = np.array([1, 1, 0, 1, 0]), np.array([1, 0, 1])
+    start = optimal_power(band_s, band_f, terms, a_s, a_f)
+    n_s, n_f, pr, steps = price_local_search(band_s, band_f, terms, a_s, a_f, start)
+    assert steps >= 1 and pr.max_time_s < start.max_time_s
+    sol = evaluate(pb, 2, 16, n_s, pr.power_s_w, n_f, pr.power_f_w)
+    assert sol.objective_s == pytest.approx(solve_enumeration(pb, split=2, rank=16).objective_s, rel=1e-8)
+
+
+@pytest.mark.parametrize("seed,caps", [(0, (None, None)), (1, (0.2, None)), (2, (0.25, 0.25))])
+def test_bcd_lower_bound_is_bcds_reported_bound_and_below_the_optimum(seed, caps):
+    from solvers.bcd import bcd_lower_bound
+    from solvers.enumeration import solve_enumeration
+
+    pb = instance(seed, k=3, m=5, n=4, caps=caps)
+    bound = bcd_lower_bound(pb)
+    assert bound == solve_bcd(pb).lower_bound_s
+    assert bound <= solve_enumeration(pb).objective_s * (1 + 1e-12)
+    assert bcd_lower_bound(pb, split=12) >= bound

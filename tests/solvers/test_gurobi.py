@@ -146,3 +146,14 @@ def test_gurobi_through_the_registry():
 
     sol = solve(instance(4, k=2, m=4, n=3), "gurobi", split=12)
     assert sol.method == "gurobi" and sol.split == 12 and sol.status == "optimal"
+
+
+def test_gurobi_under_a_tiny_time_limit_returns_no_worse_than_bcd():
+    from solvers import solve
+
+    pb = random_problem(np.random.default_rng(9), 6, 16, 10, profile=PROFILE)
+    sol = solve(pb, "gurobi", time_limit_s=0.01)
+    assert sol.method == "gurobi"
+    assert sol.objective_s <= solve(pb, "bcd").objective_s
+    assert sol.lower_bound_s <= sol.objective_s
+    assert sol.status != "optimal" or sol.gap <= 1e-4
