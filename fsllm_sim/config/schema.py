@@ -244,7 +244,7 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
-class OptimizerConfig:
+class SolverConfig:
     method: str = param("bcd", "Solver used by `fsllm-sim optimize`.",
                         choices=("bcd", "exact", "gurobi", "relaxation", "equal", "random", "max-power"))
     gains: str = param("average", "Optimise against average gains (static) or the first fading block (online).",
@@ -302,6 +302,7 @@ class Scenario:
     data: DataConfig = section(DataConfig, "Training data and its partition over clients.")
     convergence: ConvergenceConfig = section(ConvergenceConfig, "Rounds to converge as a function of rank.")
     calibration: CalibrationConfig = section(CalibrationConfig, "How `fsllm-sim calibrate` measures N(r).")
-    optimizer: OptimizerConfig = section(OptimizerConfig, "Allocation optimiser.")
+    solver: SolverConfig = section(SolverConfig, "Allocation solver of `fsllm-sim optimize` (the adapters' optimiser "
+                                                 "is training.optimizer).")
     simulation: SimulationConfig = section(SimulationConfig, "The discrete-event simulation of `fsllm-sim run`.")
     output: OutputConfig = section(OutputConfig, "Where results go.")

@@ -54,7 +54,7 @@ def scenario_problem(scenario, *, profile_source: str = "counted", progress: boo
     profile, meta = scenario_profile(scenario, source=profile_source, progress=progress)
     from solvers.scenario import build_problem
 
-    mode = gains or scenario.optimizer.gains
+    mode = gains or scenario.solver.gains
     gain_s = gain_f = None
     if mode == "current" and env.fading_enabled:
         from channel_models import gains_from_fading
@@ -98,7 +98,7 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
     from solvers.registry import BOUND_METHODS, CERTIFIED_METHODS
     from solvers.relaxation import MAX_RELAXATION_SIZE, relaxation_size_error
 
-    method = method or scenario.optimizer.method
+    method = method or scenario.solver.method
     if method not in solvers.METHODS:
         raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.METHODS)}")
     if bound not in BOUNDS:
