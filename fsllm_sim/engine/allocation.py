@@ -23,8 +23,26 @@ from solvers.baselines import equal_assignment
 from solvers.problem import Problem, Solution, check_allocation
 
 from ..errors import ConfigError
+from ..seeding import stream_seed
 
 EQUAL_SHARE = "equal-share"
+
+# Methods that take a time limit (and, for exact/gurobi, show progress).
+TIME_LIMITED_METHODS = ("exact", "gurobi", "relaxation")
+
+
+def solver_options(scenario, method: str, *, progress: bool = False, time_limit_s: float | None = None) -> dict:
+    """Options for ``solvers.solve`` with ``method``: the random baseline's seed from the scenario's ``solver``
+    stream (so it changes with the scenario's seed, and only with it); time limit and progress for the exact
+    methods."""
+    options = {}
+    if method == "random":
+        options["seed"] = stream_seed(scenario.seed, "solver")
+    if method in ("exact", "gurobi"):
+        options["progress"] = bool(progress)
+    if method in TIME_LIMITED_METHODS and time_limit_s is not None:
+        options["time_limit_s"] = float(time_limit_s)
+    return options
 
 
 @dataclass(frozen=True)
@@ -107,12 +125,12 @@ def load_solution(path: str | Path, problem: Problem) -> Allocation:
     return alloc
 
 
-def solved(problem: Problem, method: str) -> Allocation:
+def solved(problem: Problem, method: str, **options) -> Allocation:
     """Solve ``problem`` with a registered method; a lower bound is not an allocation and is refused."""
     if method in solvers.registry.BOUND_METHODS:
         raise ConfigError(f"allocation: {method!r} computes a lower bound, not an allocation; allowed: "
                           f"{', '.join(m for m in solvers.METHODS if m not in solvers.registry.BOUND_METHODS)}")
-    sol = solvers.solve(problem, method)
+    sol = solvers.solve(problem, method, **options)
     return Allocation.from_solution(sol, method)
 
 
@@ -133,11 +151,11 @@ class OnlineAllocationPolicy:
 
     needs_gains = True
 
-    def __init__(self, problem: Problem, method: str = "bcd"):
+    def __init__(self, problem: Problem, method: str = "bcd", **options):
         if method in solvers.registry.BOUND_METHODS:
             raise ConfigError(f"policy online: {method!r} computes a lower bound, not an allocation")
         self.method = method
-        self._policy = solvers.OnlinePolicy(problem, method=method)
+        self._policy = solvers.OnlinePolicy(problem, method=method, **options)
 
     def decide(self, round_index: int, gain_s=None, gain_f=None) -> Allocation:
         sol = self._policy.decide(gain_s, gain_f, round_index)
@@ -155,9 +173,9 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
         if method not in solvers.METHODS:
             raise ConfigError(f"policy online: allocation={spec!r} must be a solver method "
                               f"({', '.join(solvers.METHODS)})")
-        return OnlineAllocationPolicy(problem, method)
+        return OnlineAllocationPolicy(problem, method, **solver_options(scenario, method))
     if spec == EQUAL_SHARE:
         return StaticPolicy(equal_share(problem, scenario.split.layer, scenario.lora.rank))
     if spec in solvers.METHODS:
-        return StaticPolicy(solved(problem, spec))
+        return StaticPolicy(solved(problem, spec, **solver_options(scenario, spec)))
     return StaticPolicy(load_solution(spec, problem))

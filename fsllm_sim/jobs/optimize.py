@@ -16,6 +16,7 @@ with the scenario's seed (and only with it).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -23,14 +24,12 @@ import numpy as np
 
 from plots import plot_delay_breakdown
 
-from ..convergence import load_convergence
-from ..devices import make_fleet
+from ..engine import build_world
+from ..engine.allocation import TIME_LIMITED_METHODS, solver_options
+from ..engine.radio import Radio
 from ..errors import ConfigError
-from ..network import build_environment
-from ..profiles import scenario_profile
 from ..report import format_table
 from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, create_run_dir
-from ..seeding import stream, stream_seed
 
 # (label, method, fix split to the scenario's, fix rank to the scenario's, extra options)
 COMPARISONS = (
@@ -42,41 +41,19 @@ COMPARISONS = (
     ("equal, fixed split and rank", "equal", True, True, {}),
 )
 BOUNDS = ("bcd", "relaxation")
-# Methods that take the --time-limit (and, for exact/gurobi, show progress).
-TIME_LIMITED_METHODS = ("exact", "gurobi", "relaxation")
 
 
 def scenario_problem(scenario, *, profile_source: str = "counted", progress: bool = True, gains: str | None = None):
-    """The scenario's Problem (average gains, or the first fading block's gains for ``current``)."""
-    env = build_environment(scenario)
-    fleet = make_fleet(scenario.devices, env.num_clients, stream(scenario.seed, "devices"))
-    convergence = load_convergence(scenario)
-    profile, meta = scenario_profile(scenario, source=profile_source, progress=progress)
-    from solvers.scenario import build_problem
-
-    mode = gains or scenario.solver.gains
-    gain_s = gain_f = None
-    if mode == "current" and env.fading_enabled:
-        from channel_models import gains_from_fading
-
-        rng = stream(scenario.seed, "fading")
-        gain_s = gains_from_fading(env.large_scale_gain, env.fading("s", rng).next_block())
-        gain_f = gains_from_fading(env.large_scale_gain, env.fading("f", rng).next_block())
-    problem = build_problem(scenario, env, fleet, profile, convergence, gain_s=gain_s, gain_f=gain_f)
-    return problem, env, meta
-
-
-def solver_options(scenario, method: str, *, progress: bool = False, time_limit_s: float | None = None) -> dict:
-    """Options the job passes to ``solvers.solve`` for ``method``: the random baseline's seed from the
-    scenario's ``solver`` stream; the time limit and progress for the exact methods."""
-    options = {}
-    if method == "random":
-        options["seed"] = stream_seed(scenario.seed, "solver")
-    if method in ("exact", "gurobi"):
-        options["progress"] = bool(progress)
-    if method in TIME_LIMITED_METHODS and time_limit_s is not None:
-        options["time_limit_s"] = float(time_limit_s)
-    return options
+    """The scenario's Problem on mean gains, or with ``gains: current`` on the gains of the fading block the
+    engine's radio sees at t = 0 (same seed, same block)."""
+    world = build_world(scenario, profile_source=profile_source, progress=progress)
+    problem = world.problem
+    if (gains or scenario.solver.gains) == "current" and world.env.fading_enabled:
+        radio = Radio(world.env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,
+                      broadcast_rate_bps=problem.broadcast_rate_bps, record=False)
+        gain_s, gain_f = radio.gains_at(0.0)
+        problem = dataclasses.replace(problem, gain_s=gain_s, gain_f=gain_f)
+    return problem, world.env, world.profile_meta
 
 
 def _bound_record(source: str, value: float, sol=None, best=None) -> dict:

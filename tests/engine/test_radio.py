@@ -75,3 +75,17 @@ def test_online_policy_resolves_each_round_on_measured_gains_and_keeps_split_and
     assert any(not np.array_equal(allocs[0].assign_s, a.assign_s) or not np.allclose(allocs[0].power_s_w, a.power_s_w)
                for a in allocs[1:])
     assert all(a.label == "online bcd" for a in allocs)
+
+
+def test_optimising_on_current_gains_sees_the_block_the_engine_starts_in():
+    from fsllm_sim.engine.radio import Radio
+    from fsllm_sim.jobs.optimize import scenario_problem
+
+    scenario = make_scenario()
+    problem, env, _ = scenario_problem(scenario, profile_source="analytic", progress=False, gains="current")
+    mean, _, _ = scenario_problem(scenario, profile_source="analytic", progress=False, gains="average")
+    radio = Radio(env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,
+                  broadcast_rate_bps=problem.broadcast_rate_bps, record=False)
+    gain_s, gain_f = radio.gains_at(0.0)
+    assert np.array_equal(problem.gain_s, gain_s) and np.array_equal(problem.gain_f, gain_f)
+    assert not np.array_equal(problem.gain_s, mean.gain_s)
