@@ -15,9 +15,21 @@ EXIT_INTERRUPTED = 130
 
 def _cmd_validate(args) -> int:
     from .config import load_scenario
+    from .config.loader import deep_checks
+    from .convergence import load_convergence
+    from .devices import load_device_trace
+    from .errors import ConfigError
 
     s = load_scenario(args.scenario)
-    print(f"{args.scenario}: valid (scenario {s.name!r}, K={s.clients.count}, model {s.model.name})")
+    try:  # the files the scenario names (device trace, calibration) are read and checked too: no model needed
+        if s.devices.speed.distribution == "trace":
+            load_device_trace(s.devices.speed.trace_path, s.clients.count)
+        load_convergence(s)
+        deep = deep_checks(s) if args.deep else None
+    except ConfigError as exc:
+        raise ConfigError(f"{args.scenario}: {exc}") from None
+    extra = f"; {deep['model']}: {deep['blocks']} blocks, context {deep['context']}" if deep else ""
+    print(f"{args.scenario}: valid (scenario {s.name!r}, K={s.clients.count}, model {s.model.name}{extra})")
     return 0
 
 
@@ -29,12 +41,28 @@ def _cmd_show_config(args) -> int:
 
 
 def _cmd_reference(args) -> int:
+    from pathlib import Path
+
+    from .config.loader import _display_path
     from .config.reference import reference_markdown
-    from .rundir import atomic_write_text
+    from .errors import ConfigError
+    from .rundir import atomic_write_text, ensure_output_dir
 
     text = reference_markdown()
     if args.write:
-        atomic_write_text(args.write, text)
+        path = Path(args.write)
+        shown = f"--write {_display_path(path)!r}"
+        try:
+            is_folder = path.is_dir()
+        except OSError:
+            is_folder = False  # e.g. a name too long: writing reports it
+        if is_folder:
+            raise ConfigError(f"{shown}: is a folder, not a file (allowed: the path of a file to write)")
+        ensure_output_dir(path.parent, f"{shown}: its folder")
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            raise ConfigError(f"{shown}: cannot write the file ({exc.strerror or type(exc).__name__})") from None
         print(f"wrote {args.write}")
     else:
         sys.stdout.write(text)
@@ -66,7 +94,8 @@ def _cmd_optimize(args) -> int:
     from .jobs.optimize import run_optimize
 
     run_optimize(load_scenario(args.scenario), method=args.method, runs_dir=args.runs_dir,
-                 progress=not args.no_progress, profile_source=args.profile, baselines=not args.no_baselines)
+                 progress=not args.no_progress, profile_source=args.profile, baselines=not args.no_baselines,
+                 bound=args.bound, time_limit_s=args.time_limit)
     return 0
 
 
@@ -120,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(func=func)
         return c
 
-    scenario_cmd("validate", _cmd_validate, "check a scenario file and report the first problem in one line")
+    scenario_cmd("validate", _cmd_validate, "check a scenario file (and the trace and calibration files it names) "
+                                           "and report the first problem in one line").add_argument(
+        "--deep", action="store_true", help="also load the model's configuration and check split.layer, "
+                                            "split.min_layer and training.seq_len against it")
     scenario_cmd("show-config", _cmd_show_config, "print the fully resolved scenario, defaults included")
     ref = sub.add_parser("reference", help="print (or --write) the scenario reference document")
     ref.add_argument("--write", metavar="PATH", help="write the reference to PATH instead of printing it")
@@ -159,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["optimize"].add_argument("--method", default=None,
                                          help="solver (default: the scenario's optimizer.method)")
     sub.choices["optimize"].add_argument("--no-baselines", action="store_true", help="skip the baseline comparison")
+    sub.choices["optimize"].add_argument("--bound", choices=("bcd", "relaxation"), default="bcd",
+                                         help="lower bound to report: bcd's pair bound (default, cheap) or the LP "
+                                              "relaxation (tighter, slow; refused above K*M = 4096)")
+    sub.choices["optimize"].add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                                         help="wall-clock limit of the exact, gurobi and relaxation methods "
+                                              "(default: 300 s for exact and gurobi, none for relaxation)")
 
     cal = scenario_cmd("calibrate", _cmd_calibrate, "train at every rank of lora.ranks and fit N(r) = a + b r^-c")
     cal.add_argument("--out", help="output folder (default: a run directory); rerun with the same folder to resume")
@@ -166,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = scenario_cmd("sweep", _cmd_sweep, "optimise a grid of scenario variants; rerun with the same --out to resume")
     sw.add_argument("--set", action="append", required=True, metavar="FIELD=V1,V2,...",
-                    help="a scenario field and the values to sweep (repeat for a grid)")
+                    help="a scenario field and the values to sweep (repeat for a grid, one --set per field); the "
+                         "values are YAML, each once: numbers, null, true/false, quoted strings, or lists in "
+                         "brackets, e.g. lora.ranks=[4,8],[8,16] sweeps two lists")
     sw.add_argument("--out", required=True, help="sweep folder (finished points in it are skipped)")
     sw.add_argument("--method", default="bcd", help="solver for each point (default: bcd)")
     sw.add_argument("--profile", choices=("counted", "analytic"), default="counted", help="FLOP source")

@@ -8,6 +8,8 @@ trace with fewer rows than clients is an error. Pickle files are refused: loadin
 from __future__ import annotations
 
 import csv
+import io
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,41 +48,104 @@ def draw_speeds_flops_per_s(rng: np.random.Generator, num_clients: int, distribu
     raise ConfigError(f"devices.speed.distribution={distribution!r} is not one of lognormal, uniform, fixed, trace")
 
 
+MAX_TRACE_BYTES = 64 * 1024 * 1024  # a trace of 10 000 clients is well under 1 MiB; refuse larger files unread
+
+
+def _trace_specs() -> dict:
+    """column -> the scenario fields whose ranges it must obey: flops_per_s every ``devices.speed.*_flops_per_s``,
+    memory_bytes ``devices.memory_bytes`` (read from the schema, so the two cannot drift apart)."""
+    from .config.fields import iter_fields
+    from .config.schema import DevicesConfig, DeviceSpeedConfig
+
+    speed = [(f"devices.speed.{f.name}", spec) for f, spec, _, _ in iter_fields(DeviceSpeedConfig)
+             if f.name.endswith("_flops_per_s")]
+    memory = [(f"devices.{f.name}", spec) for f, spec, _, _ in iter_fields(DevicesConfig) if f.name == "memory_bytes"]
+    return {"flops_per_s": speed, "memory_bytes": memory}
+
+
+def _read_trace_text(p: Path, where: str) -> str:
+    try:
+        size = p.stat().st_size
+        if size > MAX_TRACE_BYTES:
+            raw = b""
+        else:
+            with p.open("rb") as fh:
+                raw = fh.read(MAX_TRACE_BYTES + 1)
+            size = max(size, len(raw))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    if size > MAX_TRACE_BYTES:
+        raise ConfigError(f"{where}: the file is {size / 2 ** 20:.1f} MiB ({size} bytes), larger than the "
+                          f"{MAX_TRACE_BYTES / 2 ** 20:g} MiB ({MAX_TRACE_BYTES} bytes) allowed for a device trace")
+    if raw[:1] == b"\x80":
+        raise ConfigError(f"{where}: looks like a pickle file, which is refused; use a CSV")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        raise ConfigError(f"{where}: line {line}, column {column}: byte 0x{raw[start]:02x} is not UTF-8 (allowed: a "
+                          f"CSV text file in UTF-8)") from None
+
+
 def load_device_trace(path: str | Path, num_clients: int) -> DeviceFleet:
-    """Read the first ``num_clients`` rows of a device trace CSV (schema in the module docstring)."""
+    """Read the first ``num_clients`` rows of a device trace CSV (schema in the module docstring).
+
+    The file is untrusted: it is read with a size limit (:data:`MAX_TRACE_BYTES`), must be UTF-8, and every
+    flops_per_s and memory_bytes must lie in the range of the scenario fields it replaces
+    (``devices.speed.*_flops_per_s``, ``devices.memory_bytes``). Problems are one-line ConfigErrors naming
+    the file, line, column and the allowed range."""
+    from .config.loader import _display_path, check_number
+
     p = Path(path)
-    where = f"devices.speed.trace_path: {p}"
+    where = f"devices.speed.trace_path: {_display_path(p)}"
     if p.suffix.lower() in _PICKLE_SUFFIXES:
         raise ConfigError(f"{where}: binary/pickle traces are refused (they can run code); use a CSV with columns "
                           f"{', '.join(TRACE_COLUMNS)}")
-    if not p.is_file():
-        raise ConfigError(f"{where}: file not found")
-    head = p.read_bytes()[:2]
-    if head[:1] == b"\x80":
-        raise ConfigError(f"{where}: looks like a pickle file, which is refused; use a CSV")
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in TRACE_COLUMNS if c not in (reader.fieldnames or [])]
+    try:
+        mode = p.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{where}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{where}: not a regular file (allowed: a CSV file)")
+    text = _read_trace_text(p, where)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        header = next(reader, [])
+        missing = [c for c in TRACE_COLUMNS if c not in header]
         if missing:
             raise ConfigError(f"{where}: missing column(s) {', '.join(missing)} (required: {', '.join(TRACE_COLUMNS)})")
-        rows = list(reader)
+        for row in reader:
+            if not row:  # a blank line
+                continue
+            rows.append((reader.line_num, row))
+            if len(rows) == num_clients:
+                break
+    except csv.Error as exc:
+        raise ConfigError(f"{where}: line {reader.line_num}: not readable as CSV ({exc})") from None
     if len(rows) < num_clients:
         raise ConfigError(f"{where}: {len(rows)} rows for {num_clients} clients (need at least one row per client)")
+    specs = _trace_specs()
+    columns = {name: header.index(name) for name in TRACE_COLUMNS}
     speeds, memory, extra = [], [], {}
-    for i, row in enumerate(rows[:num_clients], start=2):
-        try:
-            s = float(row["flops_per_s"])
-            m = float(row["memory_bytes"])
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: line {i}: flops_per_s and memory_bytes must be numbers") from None
-        if not (np.isfinite(s) and s > 0) or not (np.isfinite(m) and m > 0):
-            raise ConfigError(f"{where}: line {i}: flops_per_s={row['flops_per_s']} and "
-                              f"memory_bytes={row['memory_bytes']} must be > 0")
-        speeds.append(s)
-        memory.append(m)
-        for key, value in row.items():
+    for line, row in rows:
+        values = {}
+        for name in ("flops_per_s", "memory_bytes"):
+            col = columns[name]
+            at = f"{where}: line {line}, column {col + 1} ({name})"
+            if col >= len(row):
+                raise ConfigError(f"{at}: missing value (the line has {len(row)} fields for {len(header)} columns)")
+            for _, spec in specs[name]:  # every scenario field the column stands for
+                values[name] = check_number(row[col], spec, at)
+        speeds.append(float(values["flops_per_s"]))
+        memory.append(float(values["memory_bytes"]))
+        for i, key in enumerate(header):
             if key not in TRACE_COLUMNS:
-                extra.setdefault(key, []).append(value)
+                extra.setdefault(key, []).append(row[i] if i < len(row) else None)
     return DeviceFleet(np.array(speeds), np.array(memory), source=str(p), extra=extra)
 
 

@@ -6,6 +6,8 @@ interrupted or failing render leaves a truncated file, or destroys the previous 
 is rendered to a hidden temporary file in the same folder (same file system, so the final ``os.replace`` is
 an atomic rename), synced to disk, made world-readable (``mkstemp`` creates files 0o600), and only then
 moved over ``path``. On any failure the temporary file is removed and the old figure stays untouched.
+The temporary file is named ``.<NAME>.tmp-<pid>-<random>``, as every temporary file of ``fsllm_sim.rundir``,
+so one that survives a SIGKILL is recognised and removed later (``fsllm_sim.rundir.remove_stale_temp_files``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def save_figure(fig, path: str | Path) -> Path:
         fmt = path.suffix[1:].lower()
         if not fmt:
             raise ValueError(f"cannot infer a figure format from {str(path)!r}: it has no suffix")
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fig.savefig(fh, format=fmt)

@@ -34,8 +34,8 @@ def test_trace_is_read_with_extra_columns(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("client_id,flops_per_s\n0,1\n", "missing column(s) memory_bytes"),
     ("client_id,flops_per_s,memory_bytes\n0,1e12,4e9\n", "1 rows for 2 clients"),
-    ("client_id,flops_per_s,memory_bytes\n0,fast,4e9\n1,1,1\n", "line 2: flops_per_s and memory_bytes must be numbers"),
-    ("client_id,flops_per_s,memory_bytes\n0,-1,4e9\n1,1,1\n", "line 2: flops_per_s=-1"),
+    ("client_id,flops_per_s,memory_bytes\n0,fast,4e9\n1,1,1\n", "line 2, column 2 (flops_per_s): 'fast' is not a number"),
+    ("client_id,flops_per_s,memory_bytes\n0,-1,4e9\n1,1,1\n", "line 2, column 2 (flops_per_s): -1 FLOP/s is out of range"),
 ])
 def test_bad_traces(tmp_path, content, message):
     f = tmp_path / "t.csv"

@@ -341,6 +341,43 @@ def _coerce_number(value: Any, spec: Spec, where: str):
     return number
 
 
+def check_number(value: Any, spec: Spec, where: str):
+    """Check a number read from a file other than a scenario (a device trace, a calibration fit) against the
+    :class:`Spec` of the scenario field it stands for, so both obey one range. Returns the number in the
+    field's type; raises a one-line ConfigError ``<where>: <value> is out of range (allowed: ...)``."""
+    return _coerce_number(value, spec, where)
+
+
+def field_spec(cls, dotted: str) -> Spec:
+    """The :class:`Spec` of a scenario field by its dotted path below ``cls``, e.g. ``convergence.a``."""
+    head, _, rest = dotted.partition(".")
+    for f, spec, sec, default in iter_fields(cls):
+        if f.name == head:
+            if rest:
+                return field_spec(type(default), rest)
+            if spec is None:
+                raise KeyError(dotted)
+            return spec
+    raise KeyError(dotted)
+
+
+TARGET_RULES = "'best_fraction:F' with 0<F<=1, or 'initial_ratio:X' with 0<X<1"
+
+
+def parse_target_rule(rule: str | None) -> tuple[str, float]:
+    """``calibration.target_rule`` as (name, value), read exactly as the calibration reads it (``best_fraction``
+    alone means F = 0.8). Pure (no torch), so validation catches a bad rule before any training."""
+    rule = rule or "best_fraction:0.8"
+    name, _, arg = rule.partition(":")
+    try:
+        x = float(arg) if arg else (0.8 if name == "best_fraction" else math.nan)
+    except ValueError:
+        x = math.nan
+    if (name == "best_fraction" and 0 < x <= 1) or (name == "initial_ratio" and 0 < x < 1):
+        return name, x
+    raise ConfigError(f"{shorten(rule)} is not a valid target rule (allowed: {TARGET_RULES})")
+
+
 def _build(cls, data: Any, where: str):
     if data is None:
         data = {}
@@ -417,6 +454,30 @@ def _cross_checks(s: Scenario) -> None:
                                                f"devices.speed.high_flops_per_s={spd.high_flops_per_s:g}")
     if spd.distribution == "trace" and not spd.trace_path:
         _fail("devices.speed.trace_path", "a trace file is required when devices.speed.distribution is trace")
+    conv = s.convergence
+    if conv.calibration is None and conv.a + conv.b <= 0:
+        _fail("convergence.a", f"a={conv.a:g} and convergence.b={conv.b:g} give N(r) = 0 rounds at every rank "
+                               f"(allowed: a + b > 0 when convergence.calibration is null)")
+    try:
+        parse_target_rule(s.calibration.target_rule)
+    except ConfigError as exc:
+        _fail("calibration.target_rule", str(exc))
+
+
+def deep_checks(s: Scenario) -> dict:
+    """Checks that need the model's configuration (``validate --deep``): ``split.layer`` and ``split.min_layer``
+    against its number of blocks J (allowed 1..J-1) and ``training.seq_len`` against its context. Loads the
+    model through the registry (the default model: its cached weights). Returns what it checked against."""
+    from ..training.models import load_model
+
+    lm = load_model(s.model.name)
+    j, context = lm.num_blocks, lm.max_positions
+    for where, value in (("split.layer", s.split.layer), ("split.min_layer", s.split.min_layer)):
+        if not 1 <= value <= j - 1:
+            _fail(where, f"{value} is out of range for {lm.name} with J={j} blocks (allowed: 1..{j - 1})")
+    if s.training.seq_len > context:
+        _fail("training.seq_len", f"{s.training.seq_len} exceeds the context of {lm.name} (allowed: 2..{context})")
+    return {"model": lm.name, "blocks": j, "context": context}
 
 
 def scenario_from_dict(data: dict, source: str = "scenario", base_dir: str | os.PathLike | None = None) -> Scenario:

@@ -119,10 +119,10 @@ class DeviceSpeedConfig:
     distribution: str = param("lognormal", "How effective device speeds f_k are drawn (trace: read from trace_path).",
                               choices=("lognormal", "uniform", "fixed", "trace"))
     median_flops_per_s: float = param(0.5e12, "Median speed (lognormal) or the speed (fixed).", unit="FLOP/s",
-                                      gt=0, le=1e18)
+                                      ge=1e6, le=1e18)
     sigma: float = param(0.6, "Standard deviation of ln(f_k) for the lognormal distribution.", ge=0, le=5)
-    low_flops_per_s: float = param(0.1e12, "Lower end of the uniform distribution.", unit="FLOP/s", gt=0, le=1e18)
-    high_flops_per_s: float = param(1.0e12, "Upper end of the uniform distribution.", unit="FLOP/s", gt=0, le=1e18)
+    low_flops_per_s: float = param(0.1e12, "Lower end of the uniform distribution.", unit="FLOP/s", ge=1e6, le=1e18)
+    high_flops_per_s: float = param(1.0e12, "Upper end of the uniform distribution.", unit="FLOP/s", ge=1e6, le=1e18)
     trace_path: Optional[str] = param(None, "CSV trace with columns client_id, flops_per_s, memory_bytes "
                                             "(relative paths are resolved against the scenario file).",
                                       kind="path", nullable=True)
@@ -137,7 +137,7 @@ class DevicesConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    flops_per_s: float = param(50e12, "Effective speed f_s of the main server.", unit="FLOP/s", gt=0, le=1e18)
+    flops_per_s: float = param(50e12, "Effective speed f_s of the main server.", unit="FLOP/s", ge=1e6, le=1e18)
     discipline: str = param("partitioned", "How the main server serves the clients' requests: dedicated (each client "
                                            "served at once at f_s), partitioned (each client owns a static slice "
                                            "f_s/K, the closed form's shared server), processor-sharing (f_s split "
@@ -152,7 +152,7 @@ class ServerConfig:
 @dataclass(frozen=True)
 class FederatedServerConfig:
     flops_per_s: float = param(1e11, "Speed of the federated server for the weighted average of adapters.",
-                               unit="FLOP/s", gt=0, le=1e18)
+                               unit="FLOP/s", ge=1e6, le=1e18)
     overhead_s: float = param(0.001, "Fixed time per aggregation (bookkeeping, serialisation).", unit="s",
                               ge=0, le=3600)
 
@@ -262,7 +262,7 @@ class SimulationConfig:
                                  "training: real).", choices=("flops", "measured"))
     host_flops_per_s: Optional[float] = param(None, "Effective speed of the simulating host for timing: measured "
                                                     "(null: measured once with a float32 matrix product).",
-                                              unit="FLOP/s", gt=0, le=1e18, nullable=True, kind="float")
+                                              unit="FLOP/s", ge=1e6, le=1e18, nullable=True, kind="float")
     policy: str = param("static", "static: one allocation for the whole run; online: re-solved at each round start "
                                   "on the gains measured then (split and rank kept from the first round).",
                         choices=("static", "online"))

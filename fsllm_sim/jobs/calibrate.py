@@ -16,10 +16,10 @@ from ..training.from_scenario import training_config
 
 
 def run_calibrate(scenario, *, out_dir: str | None = None, progress: bool = True, echo=print) -> Path:
-    from ..rundir import create_run_dir
+    from ..rundir import create_run_dir, ensure_output_dir, mark_complete
     from ..training.calibration import calibrate
 
-    out = Path(out_dir) if out_dir else create_run_dir(scenario, "calibrate")
+    out = ensure_output_dir(out_dir, "--out") if out_dir else create_run_dir(scenario, "calibrate")
     cal = scenario.calibration
     echo(f"calibrating N(r) for {scenario.model.name}: ranks {list(scenario.lora.ranks)}, {cal.max_rounds} rounds "
          f"each, K={scenario.clients.count}, b={scenario.training.batch_size}, L={scenario.training.seq_len}, "
@@ -40,4 +40,6 @@ def run_calibrate(scenario, *, out_dir: str | None = None, progress: bool = True
     else:
         echo("no fit: every rank was censored (raise calibration.max_rounds or loosen the target)")
     echo(f"calibration file: {result.path}")
+    if not out_dir:
+        mark_complete(out)
     return result.path

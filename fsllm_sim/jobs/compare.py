@@ -15,7 +15,7 @@ from plots import plot_loss_vs_time
 from ..engine import build_world, simulate
 from ..errors import ConfigError
 from ..report import format_table
-from ..rundir import atomic_write_csv, atomic_write_json, create_run_dir
+from ..rundir import atomic_write_csv, atomic_write_json, check_output_dir, create_run_dir, mark_complete
 from .run import write_simulation
 
 
@@ -31,6 +31,7 @@ def parse_methods(text: str) -> list[str]:
 def run_compare(scenario, methods: list[str], *, training: str | None = None, rounds: int | None = None,
                 runs_dir: str | None = None, progress: bool = True, profile_source: str = "counted",
                 echo=print) -> Path:
+    check_output_dir(runs_dir or scenario.output.runs_dir, "--runs-dir" if runs_dir else "output.runs_dir")
     world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
     results = {}
     for m in methods:  # every allocation is resolved (and can fail) before anything is written
@@ -80,5 +81,6 @@ def run_compare(scenario, methods: list[str], *, training: str | None = None, ro
         table = [[r["allocation"], r["split"], r["rank"], r["mean_analytic_round_s"], r["mean_round_s"],
                   r["simulated_s"], r["vs_first"]] for r in rows]
     echo(format_table(headers, table))
+    mark_complete(run_dir)  # the last step: status.json says complete only once everything is written
     echo(f"compare directory: {run_dir}")
     return run_dir

@@ -29,7 +29,7 @@ from ..engine.allocation import TIME_LIMITED_METHODS, solver_options
 from ..engine.radio import Radio
 from ..errors import ConfigError
 from ..report import format_table
-from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, create_run_dir
+from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, create_run_dir, mark_complete
 
 # (label, method, fix split to the scenario's, fix rank to the scenario's, extra options)
 COMPARISONS = (
@@ -167,6 +167,7 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
                          title=f"{scenario.name}: optimised ({method}), l={best.split}, r={best.rank}")
     echo(f"solution saved: {run_dir / 'solution.json'} (evaluate it with `fsllm-sim run SCENARIO "
          f"--allocation {run_dir / 'solution.json'}`)")
+    mark_complete(run_dir)
     return run_dir
 
 
@@ -192,4 +193,5 @@ def _report_bound(scenario, method, bound, rows, run_dir: Path, meta, timing, ec
     atomic_write_json(run_dir / "results.json", results)
     atomic_write_json(run_dir / "timing.json", timing)
     echo(f"bound saved: {run_dir / 'results.json'} (key lower_bound)")
+    mark_complete(run_dir)
     return run_dir

@@ -20,7 +20,8 @@ from plots import plot_delay_breakdown, plot_layout, plot_loss_vs_time, plot_rou
 from ..engine import SimulationResult, build_world, simulate
 from ..engine.trace import CHANNEL_COLUMNS, ROUND_COLUMNS, TRACE_COLUMNS, csv_text
 from ..report import format_table
-from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, create_run_dir
+from ..rundir import (atomic_write_csv, atomic_write_json, atomic_write_text, check_output_dir, create_run_dir,
+                      mark_complete)
 
 
 def client_rows(result: SimulationResult) -> list[dict]:
@@ -106,6 +107,7 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
                    policy: str | None = None, timing: str | None = None, runs_dir: str | None = None,
                    progress: bool = True, profile_source: str = "counted", echo=print) -> Path:
     """`fsllm-sim run`: simulate and write the run directory; returns it."""
+    check_output_dir(runs_dir or scenario.output.runs_dir, "--runs-dir" if runs_dir else "output.runs_dir")
     world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
     result = simulate(scenario, allocation=allocation, training=training, rounds=rounds, policy=policy,
                       timing=timing, progress=progress, echo=echo, world=world)
@@ -136,5 +138,6 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
              + ("no target loss (set simulation.target_val_loss)" if target is None else
                 f"target {target:.4f} " + (f"reached at {reached:.4g} s simulated" if reached is not None else
                                            f"not reached in {len(result.rounds)} rounds")))
+    mark_complete(run_dir)  # the last step: status.json says complete only once everything is written
     echo(f"run directory: {run_dir}")
     return run_dir

@@ -1,36 +1,80 @@
 """`fsllm-sim sweep`: evaluate a grid of scenario variants (e.g. bandwidth × client count), resumably.
 
 Each grid point is one scenario (the base file with ``--set`` overrides), optimised with the chosen method
-and compared with the equal-share baseline. Every point's result is written atomically to
-``points/<key>.json`` as soon as it is done, keyed by a hash of the point's resolved configuration and the
-method; rerunning the same command with the same ``--out`` skips finished points, so an interrupted sweep
-resumes where it stopped. The collected table (``sweep.csv``) and figure are rewritten at the end.
+and compared with the equal-share baseline. Every point is written as soon as it is done, keyed by a hash
+of the point's resolved configuration and the method: first its configuration (``points/<key>.yaml``), then
+its solver wall times (``timing/<key>.json``), last its result (``points/<key>.json``, the mark of a
+finished point), each atomically, so a kill never leaves a result without its configuration. Rerunning the
+same command with the same ``--out`` skips finished points (and removes the temporary files a killed run
+left), so an interrupted sweep resumes where it stopped. The collected table (``sweep.csv``) and figure are
+rewritten at the end; ``sweep.csv`` holds no wall-clock time (those are in ``timing.csv``), so the same
+scenario and seed give a byte-identical ``sweep.csv``. ``status.json`` says ``complete`` once all is written
+(see :mod:`fsllm_sim.rundir`).
+
+``--set FIELD=V1,V2,...``: the values are read as one YAML flow list, so a value may be a number, null,
+true/false, a string (quoted when it holds a comma) or a list in brackets: ``lora.ranks=[4,8],[8,16]``
+sweeps two lists; ``lora.ranks=[4,8]`` is a single list value.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
+import math
+import re
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
 from ..config import dump_scenario, scenario_from_dict, scenario_to_dict
+from ..config.loader import parse_yaml_text, shorten
 from ..errors import ConfigError
 from ..report import format_table
-from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, package_versions
+from ..rundir import (atomic_write_csv, atomic_write_json, atomic_write_text, ensure_output_dir, mark_complete,
+                      mark_running, package_versions, remove_stale_temp_files)
+
+SET_SYNTAX = "FIELD=VALUE[,VALUE...], e.g. channel.s_band.subchannels=16,32 or lora.ranks=[4,8],[8,16]"
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+MAX_SET_CHARS = 10_000
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def parse_assignment(text: str) -> tuple[str, list]:
-    """``a.b.c=v1,v2`` → ("a.b.c", [v1, v2]); values are parsed as YAML scalars (numbers, null, true)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected FIELD=VALUE[,VALUE...], e.g. channel.s_band.subchannels=16,32")
+    """``a.b.c=v1,v2`` → ("a.b.c", [v1, v2]). The values are one YAML flow list without its brackets
+    (numbers, null, true, quoted strings, and lists in brackets: ``lora.ranks=[4,8],[8,16]``). A malformed
+    assignment or a value given twice is a one-line ConfigError."""
+    shown = shorten(text, 80)
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"--set {shown}: expected {SET_SYNTAX}")
+    if len(text) > MAX_SET_CHARS:
+        raise ConfigError(f"--set {shown}: longer than {MAX_SET_CHARS} characters")
     path, values = text.split("=", 1)
-    items = [yaml.safe_load(v) for v in values.split(",") if v.strip() != ""]
-    if not path or not items:
-        raise ConfigError(f"--set {text!r}: expected FIELD=VALUE[,VALUE...]")
-    return path.strip(), items
+    path = path.strip()
+    if not path:
+        raise ConfigError(f"--set {shown}: no field before '=' (expected {SET_SYNTAX})")
+    if not _FIELD_PATH.fullmatch(path):
+        raise ConfigError(f"--set {shown}: {shorten(path)} is not a field path (allowed: names of letters, digits "
+                          f"and _ joined by dots, e.g. channel.s_band.subchannels)")
+    if not values.strip():
+        raise ConfigError(f"--set {shown}: no value after '=' (expected {SET_SYNTAX})")
+    try:
+        items = parse_yaml_text(f"[{values}]")
+    except ConfigError as exc:
+        problem = re.sub(r" at line \d+, column \d+", "", str(exc))  # positions in our bracketed copy
+        raise ConfigError(f"--set {shown}: the values are not a list of YAML values ({problem}; expected "
+                          f"{SET_SYNTAX}; quote a string that holds a comma)") from None
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"--set {shown}: no value after '=' (expected {SET_SYNTAX})")
+    seen = set()
+    for item in items:
+        key = _canonical(item)
+        if key in seen:
+            raise ConfigError(f"--set {shown}: the value {shorten(item)} is given twice (allowed: each value once)")
+        seen.add(key)
+    return path, items
 
 
 def _with_override(data: dict, path: str, value) -> dict:
@@ -48,6 +92,11 @@ def _with_override(data: dict, path: str, value) -> dict:
 def grid_points(base_data: dict, assignments: list[tuple[str, list]], source: str):
     """Yield (overrides, scenario) for the Cartesian product of the assignments, each validated."""
     paths = [p for p, _ in assignments]
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if path == other or path.startswith(other + ".") or other.startswith(path + "."):
+                raise ConfigError(f"--set {path} and --set {other} set the same field (allowed: each field in one "
+                                  f"--set)")
     for combo in itertools.product(*[vals for _, vals in assignments]):
         data = base_data
         for path, value in zip(paths, combo):
@@ -59,6 +108,15 @@ def grid_points(base_data: dict, assignments: list[tuple[str, list]], source: st
 def point_key(scenario, method: str, profile_source: str) -> str:
     text = dump_scenario(scenario) + f"\nmethod={method}\nprofile={profile_source}\n"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_point(path: Path):
+    """A finished point's record, or None when it is missing or unreadable (then it is recomputed)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "total_s" in record else None
 
 
 def run_sweep(base_path: str, assignments: list[tuple[str, list]], *, out_dir: str, method: str = "bcd",
@@ -73,37 +131,70 @@ def run_sweep(base_path: str, assignments: list[tuple[str, list]], *, out_dir: s
         raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.METHODS)}")
     base_data = scenario_to_dict(base)
     points = list(grid_points(base_data, assignments, str(base_path)))  # all validated before any work
-    out = Path(out_dir)
-    (out / "points").mkdir(parents=True, exist_ok=True)
+    keys: dict[str, dict] = {}
+    for overrides, scenario in points:
+        key = point_key(scenario, method, profile_source)
+        if key in keys:
+            raise ConfigError(f"--set: {shorten(keys[key], 80)} and {shorten(overrides, 80)} give the same scenario "
+                              f"(allowed: values that differ once read, e.g. not both 4 and 4.0)")
+        keys[key] = overrides
+    out = ensure_output_dir(out_dir, "--out")
+    for sub in ("points", "timing"):
+        ensure_output_dir(out / sub, "--out")
+    for folder in (out, out / "points", out / "timing"):  # the temporary files of a killed earlier run
+        remove_stale_temp_files(folder)
+    mark_running(out, "sweep")
     atomic_write_json(out / "sweep.json", {"base": str(base_path), "assignments": assignments, "method": method,
                                            "profile": profile_source, "versions": package_versions()})
-    results, done = [], 0
+    results, timings, done = [], [], 0
     for overrides, scenario in tqdm(points, desc="sweep", unit="point", disable=not progress):
         key = point_key(scenario, method, profile_source)
         path = out / "points" / f"{key}.json"
-        if path.is_file():
-            results.append(json.loads(path.read_text()))
+        timing_path = out / "timing" / f"{key}.json"
+        record = _read_point(path)
+        if record is not None:
+            results.append(record)
+            try:
+                timings.append(json.loads(timing_path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                timings.append({"key": key, **{f"set:{k}": v for k, v in overrides.items()}, "solver_wall_s": None,
+                                "equal_wall_s": None})
             done += 1
             continue
         problem, _, _ = scenario_problem(scenario, profile_source=profile_source, progress=False)
         best = solvers.solve(problem, method=method)
         equal = solvers.solve(problem, method="equal", split=scenario.split.layer, rank=scenario.lora.rank)
-        record = {"key": key, **{f"set:{k}": v for k, v in overrides.items()}, "method": method,
+        for what, value in (("optimised", best.objective_s), ("equal-share", equal.objective_s)):
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"sweep point {shorten(overrides, 80)}: the {what} total delay is {value:g} s, not "
+                                  f"a finite positive time (check the device, server and channel settings)")
+        sets = {f"set:{k}": v for k, v in overrides.items()}
+        record = {"key": key, **sets, "method": method,
                   "split": best.split, "rank": best.rank, "round_time_s": best.round_time_s, "rounds": best.rounds,
                   "total_s": best.objective_s, "equal_total_s": equal.objective_s,
-                  "speedup_vs_equal": equal.objective_s / best.objective_s, "solver_wall_s": best.wall_time_s}
-        atomic_write_json(path, record)
+                  "speedup_vs_equal": equal.objective_s / best.objective_s}
+        timing = {"key": key, **sets, "solver_wall_s": best.wall_time_s, "equal_wall_s": equal.wall_time_s}
+        # configuration first, result last: a point with a result always has its configuration
         atomic_write_text(out / "points" / f"{key}.yaml", dump_scenario(scenario))
+        atomic_write_json(timing_path, timing)
+        atomic_write_json(path, record)
         results.append(record)
+        timings.append(timing)
     if done:
         echo(f"resumed: {done} of {len(points)} points were already done")
     atomic_write_csv(out / "sweep.csv", results)
+    atomic_write_csv(out / "timing.csv", timings)
     cols = [c for c in results[0] if c.startswith("set:")]
     echo(format_table([c[4:] for c in cols] + ["split", "rank", "round s", "total s", "equal total s", "speed-up"],
-                      [[r[c] for c in cols] + [r["split"], r["rank"], r["round_time_s"], r["total_s"],
-                                               r["equal_total_s"], r["speedup_vs_equal"]] for r in results]))
+                      [[_cell(r[c]) for c in cols] + [r["split"], r["rank"], r["round_time_s"], r["total_s"],
+                                                      r["equal_total_s"], r["speedup_vs_equal"]] for r in results]))
     from plots.sweep import plot_sweep
 
     plot_sweep(results, cols, out / "sweep.png")
+    mark_complete(out)
     echo(f"sweep results: {out / 'sweep.csv'} and {out / 'sweep.png'}")
     return out
+
+
+def _cell(value):
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else json.dumps(value)

@@ -87,20 +87,18 @@ def resolve_target(curves: dict[int, Sequence[float]], target_val_loss: float | 
     info = {"initial_val_loss": l0, "initial_val_loss_spread": float(np.ptp(initial)) if initial else 0.0}
     if target_val_loss is not None:
         return float(target_val_loss), {**info, "rule": "absolute", "value": float(target_val_loss)}
+    from fsllm_sim.config.loader import parse_target_rule
+
     rule = target_rule or DEFAULT_RULE
-    name, _, arg = rule.partition(":")
     try:
-        x = float(arg) if arg else (0.8 if name == "best_fraction" else float("nan"))
-    except ValueError:
-        x = float("nan")
-    if name == "best_fraction" and 0 < x <= 1:
+        name, x = parse_target_rule(rule)
+    except ConfigError as exc:
+        raise ConfigError(f"target_rule: {exc}, or give target_val_loss") from None
+    if name == "best_fraction":
         best = min(float(min(c)) for c in curves.values())
         target = l0 - x * (l0 - best)
         return target, {**info, "rule": rule, "best_val_loss": best, "value": target}
-    if name == "initial_ratio" and 0 < x < 1:
-        return x * l0, {**info, "rule": rule, "value": x * l0}
-    raise ConfigError(f"target_rule={rule!r} is invalid; allowed: 'best_fraction:F' with 0<F<=1, "
-                      f"'initial_ratio:X' with 0<X<1, or give target_val_loss")
+    return x * l0, {**info, "rule": rule, "value": x * l0}
 
 
 # --------------------------------------------------------------------------------------------- the fit
