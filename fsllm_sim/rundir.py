@@ -134,15 +134,17 @@ def check_output_dir(path: str | os.PathLike, what: str) -> None:
         raise ConfigError(f"{shown}: {where}, not a folder (allowed: a folder, or a path where one can be created)")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see a half-written file.
-    The file ends with mode 0644 (readable by group and others)."""
+def atomic_write(path: str | os.PathLike, write, *, make_parent: bool = True) -> Path:
+    """The one atomic writer: ``write(fh)`` fills a temporary binary file in the same folder, which is synced,
+    made 0644 (readable by group and others) and renamed onto ``path``; readers never see a half-written file,
+    and on any failure the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fchmod(fh.fileno(), FILE_MODE)
             os.fsync(fh.fileno())
@@ -151,6 +153,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write` of UTF-8 text."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_json(path, data) -> None:

@@ -5,14 +5,12 @@ while a run is still going, and a run may be killed mid-write. ``fig.savefig(pat
 interrupted or failing render leaves a truncated file, or destroys the previous good figure. Here the figure
 is rendered to a hidden temporary file in the same folder (same file system, so the final ``os.replace`` is
 an atomic rename), synced to disk, made world-readable (``mkstemp`` creates files 0o600), and only then
-moved over ``path``. On any failure the temporary file is removed and the old figure stays untouched.
+moved over ``path``: :func:`fsllm_sim.rundir.atomic_write`, the writer of every other output too. On any failure the temporary file is removed and the old figure stays untouched.
 The temporary file is named ``.<NAME>.tmp-<pid>-<random>``, as every temporary file of ``fsllm_sim.rundir``,
 so one that survives a SIGKILL is recognised and removed later (``fsllm_sim.rundir.remove_stale_temp_files``).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures go to files, never to a window
 import matplotlib.pyplot as plt  # noqa: E402
 
-FILE_MODE = 0o644  # owner read/write, group and others read (mkstemp's default 0o600 hides figures)
+from fsllm_sim.rundir import atomic_write  # noqa: E402  (the project's one atomic writer)
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -34,20 +32,7 @@ def save_figure(fig, path: str | Path) -> Path:
         fmt = path.suffix[1:].lower()
         if not fmt:
             raise ValueError(f"cannot infer a figure format from {str(path)!r}: it has no suffix")
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=fmt)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp_name, FILE_MODE)
-            os.replace(tmp_name, path)
-        except BaseException:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt), make_parent=False)
     finally:
         plt.close(fig)
     return path

@@ -192,3 +192,33 @@ def test_optimize_time_limit_must_be_positive(scenario_file, tmp_path, capsys):
                  "--profile", "analytic", "--time-limit", "-1"]) == 2
     assert "--time-limit" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_solution_records_its_k_and_problem_and_run_checks_them(scenario_file, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["optimize", str(scenario_file), "--runs-dir", str(runs), "--no-progress", "--profile", "analytic",
+                 "--no-baselines"]) == 0
+    sol_path = only_run_dir(runs, "optimize") / "solution.json"
+    sol = json.loads(sol_path.read_text())
+    assert sol["num_clients"] == 3 and len(sol["problem_fingerprint"]) == 16
+    capsys.readouterr()
+    # another K: refused in one line that names the file and both K
+    other_k = tmp_path / "k4.yaml"
+    other_k.write_text(yaml.safe_dump(dict(SCENARIO, clients={"count": 4}, channel={"s_band": {"subchannels": 6},
+                                                                                     "f_band": {"subchannels": 4}})))
+    assert main(["run", str(other_k), "--runs-dir", str(tmp_path / "r2"), "--no-progress", "--profile", "analytic",
+                 "--allocation", str(sol_path)]) == 2
+    err = capsys.readouterr().err
+    assert "solution.json" in err and "made for K=3 clients, the scenario has K=4" in err
+    # same K, another problem (a faster server): feasible, run, with a one-line note
+    other = tmp_path / "fast.yaml"
+    other.write_text(yaml.safe_dump(dict(SCENARIO, server={"flops_per_s": 1e14})))
+    assert main(["run", str(other), "--runs-dir", str(tmp_path / "r3"), "--no-progress", "--profile", "analytic",
+                 "--allocation", str(sol_path)]) == 0
+    assert "optimised for another problem" in capsys.readouterr().out
+    # the simulation section does not change the problem: no note
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump(dict(SCENARIO, simulation={"training": "analytic", "rounds": 1})))
+    assert main(["run", str(same), "--runs-dir", str(tmp_path / "r4"), "--no-progress", "--profile", "analytic",
+                 "--allocation", str(sol_path)]) == 0
+    assert "optimised for another problem" not in capsys.readouterr().out

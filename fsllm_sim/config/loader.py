@@ -557,3 +557,18 @@ def scenario_to_dict(obj) -> dict:
 
 def dump_scenario(s: Scenario) -> str:
     return yaml.safe_dump(scenario_to_dict(s), sort_keys=False, default_flow_style=None)
+
+
+# Sections that do not change the optimisation problem (how it is named, simulated, solved or stored).
+NOT_PROBLEM_SECTIONS = ("name", "simulation", "solver", "output", "calibration")
+
+
+def problem_fingerprint(s: Scenario) -> str:
+    """A short hash of everything in the scenario that defines the allocation problem (placement, channel,
+    devices, servers, model, LoRA, split, training, data, convergence), recorded with a saved solution so
+    that using it on another scenario is noticed."""
+    import hashlib
+    import json
+
+    data = {k: v for k, v in scenario_to_dict(s).items() if k not in NOT_PROBLEM_SECTIONS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]

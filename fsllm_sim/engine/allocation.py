@@ -54,6 +54,7 @@ class Allocation:
     assign_f: np.ndarray
     power_f_w: np.ndarray
     label: str
+    note: str = ""  # a one-line caveat shown with the results (e.g. a solution made for another scenario)
 
     @classmethod
     def from_solution(cls, sol: Solution, label: str) -> "Allocation":
@@ -92,8 +93,9 @@ def equal_share(problem: Problem, split: int, rank: int) -> Allocation:
     return Allocation(int(split), int(rank), a_s, p_s, a_f, p_f, EQUAL_SHARE)
 
 
-def load_solution(path: str | Path, problem: Problem) -> Allocation:
-    """Read a solution JSON written by `fsllm-sim optimize` and check it against the problem."""
+def load_solution(path: str | Path, problem: Problem, fingerprint: str | None = None) -> Allocation:
+    """Read a solution JSON written by `fsllm-sim optimize` and check it against the problem: its K must be
+    the scenario's; a different problem fingerprint (another placement, channel, devices...) is a note."""
     p = Path(path)
     where = f"allocation {str(p)!r}"
     if not p.is_file():
@@ -106,6 +108,9 @@ def load_solution(path: str | Path, problem: Problem) -> Allocation:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{where}: not a solution file written by `fsllm-sim optimize` "
                           f"({type(exc).__name__})") from None
+    made_for_k = data.get("num_clients") if isinstance(data, dict) else None
+    if made_for_k is not None and made_for_k != problem.num_clients:
+        raise ConfigError(f"{where}: made for K={made_for_k} clients, the scenario has K={problem.num_clients}")
     if arrays["assign_s"].shape != (problem.num_subchannels_s,) or arrays["assign_f"].shape != (problem.num_subchannels_f,):
         raise ConfigError(f"{where}: made for {arrays['assign_s'].size}+{arrays['assign_f'].size} subchannels, the "
                           f"scenario has {problem.num_subchannels_s}+{problem.num_subchannels_f} (K="
@@ -114,8 +119,13 @@ def load_solution(path: str | Path, problem: Problem) -> Allocation:
         a = arrays[f"assign_{band}"]
         if np.any(a != np.round(a)):
             raise ConfigError(f"{where}: assign_{band} must hold integer client indices")
+    note = ""
+    made_for = data.get("problem_fingerprint")
+    if fingerprint is not None and made_for is not None and made_for != fingerprint:
+        note = (f"allocation {p.name} was optimised for another problem (fingerprint {made_for}, this scenario "
+                f"{fingerprint}): it is feasible here but not necessarily optimal")
     alloc = Allocation(split, rank, arrays["assign_s"].astype(int), arrays["power_s_w"], arrays["assign_f"].astype(int),
-                       arrays["power_f_w"], f"solution {p.name}")
+                       arrays["power_f_w"], f"solution {p.name}", note)
     if (split, rank) not in problem.candidate_pairs():
         raise ConfigError(f"{where}: (split={split}, rank={rank}) is not allowed in this scenario")
     try:
@@ -178,4 +188,6 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
         return StaticPolicy(equal_share(problem, scenario.split.layer, scenario.lora.rank))
     if spec in solvers.METHODS:
         return StaticPolicy(solved(problem, spec, **solver_options(scenario, spec)))
-    return StaticPolicy(load_solution(spec, problem))
+    from ..config import problem_fingerprint
+
+    return StaticPolicy(load_solution(spec, problem, problem_fingerprint(scenario)))

@@ -27,9 +27,10 @@ from plots import plot_delay_breakdown
 from ..engine import build_world
 from ..engine.allocation import TIME_LIMITED_METHODS, solver_options
 from ..engine.radio import Radio
+from ..config import problem_fingerprint
 from ..errors import ConfigError
 from ..report import format_table
-from ..rundir import atomic_write_csv, atomic_write_json, atomic_write_text, create_run_dir, mark_complete
+from ..rundir import atomic_write_csv, atomic_write_json, create_run_dir, mark_complete
 
 # (label, method, fix split to the scenario's, fix rank to the scenario's, extra options)
 COMPARISONS = (
@@ -157,7 +158,9 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
         echo("lower bound (relaxation): not computed; ask for it with --bound relaxation "
              f"(slow on large problems, refused above K*M = {MAX_RELAXATION_SIZE})")
 
-    atomic_write_text(run_dir / "solution.json", best.to_json(timing=False) + "\n")
+    # K and the problem's fingerprint travel with the allocation, so `run --allocation` can check them
+    atomic_write_json(run_dir / "solution.json", {**best.to_dict(timing=False), "num_clients": problem.num_clients,
+                                                  "problem_fingerprint": problem_fingerprint(scenario)})
     atomic_write_csv(run_dir / "comparison.csv", comparison)
     atomic_write_json(run_dir / "results.json", {"profile": meta, "solution": best.to_dict(timing=False),
                                                  "lower_bound_s": lower["lower_bound_s"], "lower_bound": lower,

@@ -139,5 +139,7 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
                 f"target {target:.4f} " + (f"reached at {reached:.4g} s simulated" if reached is not None else
                                            f"not reached in {len(result.rounds)} rounds")))
     mark_complete(run_dir)  # the last step: status.json says complete only once everything is written
+    for note in summary["notes"]:
+        echo(f"note: {note}")
     echo(f"run directory: {run_dir}")
     return run_dir
