@@ -99,7 +99,7 @@ def memory_child(clients: int) -> None:
     s = replace(base, channel=channel, clients=replace(base.clients, count=clients),
                 training=replace(base.training, local_iterations=1),
                 data=replace(base.data, max_tokens_per_client=20_000),
-                calibration=replace(base.calibration, max_eval_batches=1),
+                evaluation=replace(base.evaluation, max_batches=1),
                 simulation=replace(base.simulation, rounds=1, training="real"))
     res = simulate(s, progress=False)
     print(json.dumps({"clients": clients, "peak_rss_bytes": _vm_hwm_bytes(), "wall_s": res.wall_s}))

@@ -173,6 +173,9 @@ class LoraConfig:
                          ge=1, le=1024)
     alpha_per_rank: float = param(2.0, "LoRA alpha as a multiple of the rank (alpha = 2 r by default).", gt=0, le=1e3)
     dropout: float = param(0.0, "LoRA dropout probability.", ge=0, lt=1)
+    scaling: str = param("standard", "LoRA scaling of the update B A: standard (alpha / r) or rslora (alpha / sqrt(r), "
+                                     "rank-stabilised: the update's size no longer shrinks with r).",
+                         choices=("standard", "rslora"))
     target_modules: Optional[tuple] = param(None, "Modules that receive adapters (null: q_proj and v_proj for "
                                                   "Llama, c_attn for GPT-2).", kind="list[str]", nullable=True)
 
@@ -192,12 +195,28 @@ class TrainingConfig:
     local_iterations: int = param(5, "Local iterations E per client per global round.", ge=1, le=100_000)
     learning_rate: float = param(1e-3, "Learning rate of the adapters (client and server).", gt=0, le=10)
     optimizer: str = param("adamw", "Optimiser of the adapters.", choices=("adamw", "sgd"))
+    lr_schedule: str = param("constant", "Learning-rate schedule over the run's local steps: constant, cosine (to 0 "
+                                         "at the last step) or linear (to 0), each after warmup_steps of linear "
+                                         "warm-up.", choices=("constant", "cosine", "linear"))
+    warmup_steps: int = param(0, "Local steps of linear learning-rate warm-up from 0.", ge=0, le=10 ** 9)
+    grad_clip_norm: Optional[float] = param(None, "Clip each adapter's gradient to this global L2 norm before the "
+                                                  "update (null: no clipping).", gt=0, le=1e6, nullable=True,
+                                            kind="float")
+    optimizer_state_on_broadcast: str = param("keep", "What a client does with its AdamW moments when the broadcast "
+                                                      "overwrites its adapter: keep them (they then describe the old "
+                                                      "adapter) or reset them.", choices=("keep", "reset"))
+    aggregation: str = param("fedavg", "How LoRA factors are aggregated: fedavg (A and B averaged separately, as the "
+                                       "split-federated LoRA literature does; the average of B A is not B_avg A_avg) "
+                                       "or product (the exact average of the products B A, refactored to rank r by "
+                                       "a truncated SVD).", choices=("fedavg", "product"))
     server_mode: str = param("v1", "v1: one server adapter per client, averaged each round; v2: one shared server "
                                    "adapter updated in service order.", choices=("v1", "v2"))
-    activation_precision: str = param("fp16", "Wire precision q_a of activations and gradients.",
-                                      choices=("fp32", "fp16", "bf16", "int8"))
+    activation_precision: str = param("fp16", "Wire precision q_a of activations and gradients: int8 keeps the "
+                                              "signal (per-channel scales, outlier channels sent at fp16, side "
+                                              "information counted in the bits); int8-tensor is one scale per "
+                                              "tensor.", choices=("fp32", "fp16", "bf16", "int8", "int8-tensor"))
     adapter_precision: str = param("fp32", "Wire precision of adapter uploads and the broadcast.",
-                                   choices=("fp32", "fp16", "bf16", "int8"))
+                                   choices=("fp32", "fp16", "bf16", "int8", "int8-tensor"))
 
 
 @dataclass(frozen=True)
@@ -238,9 +257,16 @@ class CalibrationConfig:
                                              gt=0, le=1e3, nullable=True, kind="float")
     target_rule: str = param("best_fraction:0.8", "Target from the curves when target_val_loss is null: "
                                                   "best_fraction:F = L0 - F (L0 - L_best), or initial_ratio:X = X L0.")
-    max_eval_batches: Optional[int] = param(8, "Validation batches per evaluation (null: the whole global "
-                                               "validation set).", ge=1, le=10 ** 9, nullable=True, kind="int")
-    eval_batch_size: int = param(8, "Sequences per validation batch.", ge=1, le=4096)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    max_batches: Optional[int] = param(8, "Validation batches per evaluation (null: the whole global validation "
+                                          "set).", ge=1, le=10 ** 9, nullable=True, kind="int")
+    batch_size: int = param(8, "Sequences per validation batch.", ge=1, le=4096)
+    through_wire: bool = param(False, "Send the validation activations through the same wire format as training "
+                                      "(training.activation_precision), so a lossy wire shows its cost.")
+    per_client: bool = param(True, "Also report each client's validation loss on its own held-out data.")
 
 
 @dataclass(frozen=True)
@@ -249,6 +275,9 @@ class SolverConfig:
                         choices=("bcd", "exact", "gurobi", "relaxation", "equal", "random", "max-power"))
     gains: str = param("average", "Optimise against average gains (static) or the first fading block (online).",
                        choices=("average", "current"))
+    rates: str = param("mean-gain", "Rates the objective uses: mean-gain (Shannon at E|h|^2 = 1, optimistic under "
+                                    "fading: Jensen) or ergodic (E[log2(1 + SNR |h|^2)] over the fading law).",
+                       choices=("mean-gain", "ergodic"))
 
 
 @dataclass(frozen=True)
@@ -302,6 +331,8 @@ class Scenario:
     data: DataConfig = section(DataConfig, "Training data and its partition over clients.")
     convergence: ConvergenceConfig = section(ConvergenceConfig, "Rounds to converge as a function of rank.")
     calibration: CalibrationConfig = section(CalibrationConfig, "How `fsllm-sim calibrate` measures N(r).")
+    evaluation: EvaluationConfig = section(EvaluationConfig, "Validation of the global model (calibration and "
+                                                             "real-training simulations).")
     solver: SolverConfig = section(SolverConfig, "Allocation solver of `fsllm-sim optimize` (the adapters' optimiser "
                                                  "is training.optimizer).")
     simulation: SimulationConfig = section(SimulationConfig, "The discrete-event simulation of `fsllm-sim run`.")

@@ -127,9 +127,9 @@ class TorchBackend(AnalyticBackend):
         return out, dt
 
     def _evaluate(self) -> float:
-        cal = self.scenario.calibration
-        ev, _ = self._timed(lambda: self.system.evaluate(self.validation, batch_size=cal.eval_batch_size,
-                                                         max_batches=cal.max_eval_batches))
+        ev_cfg = self.scenario.evaluation
+        ev, _ = self._timed(lambda: self.system.evaluate(self.validation, batch_size=ev_cfg.batch_size,
+                                                         max_batches=ev_cfg.max_batches))
         return float(ev.loss)
 
     def _scaled(self, wall_s: float, device_flops_per_s: float) -> float:

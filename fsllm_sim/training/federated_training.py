@@ -64,6 +64,13 @@ class TrainingConfig:
     gradient_precision: str | None = None
     adapter_precision: str = "fp32"
     reset_optimizer_each_round: bool = False
+    lora_scaling: str = "standard"  # standard: alpha / r; rslora: alpha / sqrt(r)
+    lr_schedule: str = "constant"  # constant, cosine or linear over schedule_total_steps local steps
+    warmup_steps: int = 0
+    grad_clip_norm: float | None = None
+    aggregation: str = "fedavg"  # fedavg (A and B separately) or product (exact average of B A, SVD to rank r)
+    eval_through_wire: bool = False  # validation activations through the training wire format
+    eval_per_client: bool = True  # also each client's loss on its own held-out data
     # evaluation
     eval_batch_size: int = 8
     max_eval_batches: int | None = None  # None: the whole global validation set
@@ -71,7 +78,8 @@ class TrainingConfig:
 
     def system_config(self) -> SplitFedConfig:
         names = {f.name for f in fields(SplitFedConfig)}
-        return SplitFedConfig(**{k: v for k, v in asdict(self).items() if k in names})
+        return SplitFedConfig(**{k: v for k, v in asdict(self).items() if k in names},
+                              schedule_total_steps=self.rounds * self.local_iterations)
 
     def validate(self) -> TrainingConfig:
         for name in ("rounds", "local_iterations", "num_clients", "batch_size", "seq_len", "eval_batch_size"):

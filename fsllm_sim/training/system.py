@@ -59,6 +59,12 @@ class SplitFedConfig:
     gradient_precision: str | None = None  # None -> same as activations (S_g = S_a)
     adapter_precision: str = "fp32"  # q_c, uploads and broadcast
     reset_optimizer_each_round: bool = False
+    lora_scaling: str = "standard"  # standard: alpha / r; rslora: alpha / sqrt(r)
+    lr_schedule: str = "constant"  # constant, cosine or linear over schedule_total_steps local steps
+    warmup_steps: int = 0
+    schedule_total_steps: int | None = None  # local steps of the whole run (None: constant after warm-up)
+    grad_clip_norm: float | None = None
+    aggregation: str = "fedavg"  # fedavg (A and B separately) or product (exact average of B A, SVD to rank r)
     seed: int = 0
 
     def lora_spec(self) -> LoraSpec:

@@ -16,7 +16,7 @@ BASE = {
     "lora": {"rank": 2, "ranks": [1, 2, 4]},
     "training": {"batch_size": 2, "seq_len": 16, "local_iterations": 2},
     "convergence": {"calibration": None, "a": 5.0, "b": 10.0, "c": 0.5},
-    "calibration": {"max_eval_batches": 2, "eval_batch_size": 4},
+    "evaluation": {"max_batches": 2, "batch_size": 4},
     "simulation": {"rounds": 2, "training": "analytic"},
 }
 

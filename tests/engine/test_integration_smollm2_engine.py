@@ -18,7 +18,7 @@ def test_engine_trains_smollm2_and_writes_the_run(smollm2_ready, tmp_path):
         "lora": {"rank": 4},
         "training": {"batch_size": 2, "seq_len": 32, "local_iterations": 2},
         "data": {"max_tokens_per_client": 20000},
-        "calibration": {"max_eval_batches": 1, "eval_batch_size": 4},
+        "evaluation": {"max_batches": 1, "batch_size": 4},
         "server": {"discipline": "processor-sharing"},
         "simulation": {"rounds": 2, "training": "real", "target_val_loss": 100.0},
     }

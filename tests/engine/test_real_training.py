@@ -34,13 +34,13 @@ def replay(scenario, order_per_round):
     val = validation_set(data)
     torch.manual_seed(cfg.seed)
     system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
-    cal = scenario.calibration
+    ev = scenario.evaluation
     losses = []
     for order in order_per_round:
         for k in order:
             system.iteration(k)
         system.finish_round()
-        losses.append(system.evaluate(val, batch_size=cal.eval_batch_size, max_batches=cal.max_eval_batches).loss)
+        losses.append(system.evaluate(val, batch_size=ev.batch_size, max_batches=ev.max_batches).loss)
     return losses
 
 
