@@ -206,7 +206,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
             bar.close()
     # an online policy prepares the real model inside the loop (at its first decision): not engine overhead
     wall = time.perf_counter() - wall_start - (backend.setup_wall_s - setup_before_s)
-    notes = sorted({r.allocation.note for r in protocol.records if r.allocation.note})
+    notes = list(world.warnings) + sorted({r.allocation.note for r in protocol.records if r.allocation.note})
     if training == "real" and timing == "measured":
         notes.append(f"timing measured: host {backend.host_flops_per_s:.4g} FLOP/s; a device of f_k FLOP/s takes "
                      f"wall x {backend.host_flops_per_s:.4g} / f_k")

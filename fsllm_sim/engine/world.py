@@ -28,6 +28,7 @@ class World:
     profile_meta: dict
     convergence: ConvergenceModel
     problem: Problem  # on mean gains (E|h|^2 = 1): the closed form of spec section 4
+    warnings: tuple = ()  # one line each: where the scenario leaves the regime its models were measured in
 
     @property
     def num_clients(self) -> int:
@@ -41,4 +42,13 @@ def build_world(scenario, *, profile_source: str = "counted", progress: bool = T
     convergence = load_convergence(scenario)
     profile, meta = scenario_profile(scenario, source=profile_source, progress=progress, echo=echo)
     problem = build_problem(scenario, env, fleet, profile, convergence)
-    return World(scenario, env, fleet, profile, meta, convergence, problem)
+    return World(scenario, env, fleet, profile, meta, convergence, problem,
+                 tuple(convergence.regime_warnings(scenario)))
+
+
+def print_warnings(world: World) -> None:
+    """Each warning of the world as one ``warning: ...`` line on stderr."""
+    import sys
+
+    for line in world.warnings:
+        print(f"warning: {line}", file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 from plots import plot_loss_vs_time
 
 from ..engine import build_world, simulate
+from ..engine.world import print_warnings
 from ..errors import ConfigError
 from ..report import format_table
 from ..rundir import atomic_write_csv, atomic_write_json, check_output_dir, create_run_dir, mark_complete
@@ -33,6 +34,7 @@ def run_compare(scenario, methods: list[str], *, training: str | None = None, ro
                 echo=print) -> Path:
     check_output_dir(runs_dir or scenario.output.runs_dir, "--runs-dir" if runs_dir else "output.runs_dir")
     world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
+    print_warnings(world)
     results = {}
     for m in methods:  # every allocation is resolved (and can fail) before anything is written
         if progress:

@@ -25,6 +25,7 @@ import numpy as np
 from plots import plot_delay_breakdown
 
 from ..engine import build_world
+from ..engine.world import print_warnings
 from ..engine.allocation import TIME_LIMITED_METHODS, solver_options
 from ..engine.radio import Radio
 from ..config import problem_fingerprint
@@ -44,10 +45,13 @@ COMPARISONS = (
 BOUNDS = ("bcd", "relaxation")
 
 
-def scenario_problem(scenario, *, profile_source: str = "counted", progress: bool = True, gains: str | None = None):
+def scenario_problem(scenario, *, profile_source: str = "counted", progress: bool = True, gains: str | None = None,
+                     warn: bool = True):
     """The scenario's Problem on mean gains, or with ``gains: current`` on the gains of the fading block the
     engine's radio sees at t = 0 (same seed, same block)."""
     world = build_world(scenario, profile_source=profile_source, progress=progress)
+    if warn:
+        print_warnings(world)
     problem = world.problem
     if (gains or scenario.solver.gains) == "current" and world.env.fading_enabled:
         radio = Radio(world.env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,

@@ -18,6 +18,7 @@ import numpy as np
 from plots import plot_delay_breakdown, plot_layout, plot_loss_vs_time, plot_round_gantt
 
 from ..engine import SimulationResult, build_world, simulate
+from ..engine.world import print_warnings
 from ..engine.trace import CHANNEL_COLUMNS, ROUND_COLUMNS, TRACE_COLUMNS, csv_text
 from ..report import format_table
 from ..rundir import (atomic_write_csv, atomic_write_json, atomic_write_text, check_output_dir, create_run_dir,
@@ -109,6 +110,7 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
     """`fsllm-sim run`: simulate and write the run directory; returns it."""
     check_output_dir(runs_dir or scenario.output.runs_dir, "--runs-dir" if runs_dir else "output.runs_dir")
     world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
+    print_warnings(world)
     result = simulate(scenario, allocation=allocation, training=training, rounds=rounds, policy=policy,
                       timing=timing, progress=progress, echo=echo, world=world)
     run_dir = create_run_dir(scenario, "run", runs_dir)
@@ -140,6 +142,7 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
                                            f"not reached in {len(result.rounds)} rounds")))
     mark_complete(run_dir)  # the last step: status.json says complete only once everything is written
     for note in summary["notes"]:
-        echo(f"note: {note}")
+        if note not in world.warnings:  # those were printed before the run
+            echo(f"note: {note}")
     echo(f"run directory: {run_dir}")
     return run_dir

@@ -161,7 +161,8 @@ def run_sweep(base_path: str, assignments: list[tuple[str, list]], *, out_dir: s
                                 "equal_wall_s": None})
             done += 1
             continue
-        problem, _, _ = scenario_problem(scenario, profile_source=profile_source, progress=False)
+        problem, _, _ = scenario_problem(scenario, profile_source=profile_source, progress=False,
+                                         warn=False)
         best = solvers.solve(problem, method=method)
         equal = solvers.solve(problem, method="equal", split=scenario.split.layer, rank=scenario.lora.rank)
         for what, value in (("optimised", best.objective_s), ("equal-share", equal.objective_s)):
