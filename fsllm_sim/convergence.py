@@ -107,7 +107,8 @@ def builtin_calibration_path():
     return Path(__file__).parent / "data" / "calibration-smollm2-135m.json"
 
 
-CALIBRATION_SCHEMA = "fsllm-sim/calibration/v1"
+CALIBRATION_SCHEMA = "fsllm-sim/calibration/v1"  # N(r) in rounds at the calibration's own K E b L
+CALIBRATION_SCHEMAS = (CALIBRATION_SCHEMA, "fsllm-sim/calibration/v2")  # v2: T(r) in tokens, multi-seed
 
 
 MAX_CALIBRATION_BYTES = 64 * 1024 * 1024  # the shipped file is a few KiB; refuse larger files unread
@@ -171,9 +172,10 @@ def read_calibration_document(path) -> dict:
         raise ConfigError(f"calibration file {shown} is not readable JSON: {exc}") from None
     except RecursionError:
         raise ConfigError(f"calibration file {shown} is not readable JSON: nested too deeply") from None
-    if not isinstance(doc, dict) or doc.get("schema") != CALIBRATION_SCHEMA:
+    if not isinstance(doc, dict) or doc.get("schema") not in CALIBRATION_SCHEMAS:
         schema = doc.get("schema") if isinstance(doc, dict) else None
-        raise ConfigError(f"calibration file {shown} has schema {_short(schema)}; expected {CALIBRATION_SCHEMA!r}")
+        raise ConfigError(f"calibration file {shown} has schema {_short(schema)}; expected one of "
+                          f"{', '.join(repr(x) for x in CALIBRATION_SCHEMAS)}")
     fit = doc.get("fit")
     if fit is not None and not isinstance(fit, dict):
         raise ConfigError(f"calibration file {shown}: fit is {_short(fit)} (allowed: a mapping with a, b, c, or null)")

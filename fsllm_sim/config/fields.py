@@ -20,16 +20,17 @@ class Spec:
     lt: Optional[float] = None
     choices: Optional[Sequence[Any]] = None
     nullable: bool = False
-    kind: str = "float"  # float | int | str | bool | list[int] | list[str] | path
+    kind: str = "float"  # float | int | str | bool | list[int] | list[float] | list[str] | path
 
     def allowed(self) -> str:
         """Human description of the allowed values, used in errors and in the reference document."""
         if self.choices is not None:
             text = "one of " + ", ".join(str(c) for c in self.choices)
-        elif self.kind in ("float", "int", "list[int]"):
+        elif self.kind in ("float", "int", "list[int]", "list[float]"):
             lo = f">= {_num(self.ge)}" if self.ge is not None else (f"> {_num(self.gt)}" if self.gt is not None else "")
             hi = f"<= {_num(self.le)}" if self.le is not None else (f"< {_num(self.lt)}" if self.lt is not None else "")
-            noun = {"float": "a number", "int": "an integer", "list[int]": "a list of integers, each"}[self.kind]
+            noun = {"float": "a number", "int": "an integer", "list[int]": "a list of integers, each",
+                    "list[float]": "a list of numbers, each"}[self.kind]
             text = " ".join(p for p in (noun, lo, "and" if lo and hi else "", hi) if p)
         elif self.kind == "bool":
             text = "true or false"

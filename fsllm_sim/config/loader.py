@@ -293,11 +293,11 @@ def _coerce(value: Any, spec: Spec, where: str):
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             _fail(where, f"{shorten(value)} is not allowed (allowed: {spec.allowed()}){extra}")
         return value
-    if kind in ("list[int]", "list[str]"):
+    if kind in ("list[int]", "list[float]", "list[str]"):
         if not isinstance(value, (list, tuple)) or len(value) == 0:
             _fail(where, f"{shorten(value)} is not a non-empty list (allowed: {spec.allowed()})")
         item_spec = Spec(doc=spec.doc, ge=spec.ge, gt=spec.gt, le=spec.le, lt=spec.lt,
-                         kind="int" if kind == "list[int]" else "str")
+                         kind=kind[5:-1])
         items = tuple(_coerce(v, item_spec, f"{where}[{i}]") for i, v in enumerate(value))
         if len(set(items)) != len(items):
             _fail(where, f"{shorten(list(value))} has repeated entries (allowed: {spec.allowed()}, each once)")

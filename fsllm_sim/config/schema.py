@@ -257,6 +257,15 @@ class CalibrationConfig:
                                              gt=0, le=1e3, nullable=True, kind="float")
     target_rule: str = param("best_fraction:0.8", "Target from the curves when target_val_loss is null: "
                                                   "best_fraction:F = L0 - F (L0 - L_best), or initial_ratio:X = X L0.")
+    seeds: int = param(3, "Independent seeds per rank (data partition and order, LoRA initialisation); the "
+                          "calibration reports per-rank means with 95 % intervals and bootstraps the fit.",
+                       ge=1, le=100)
+    learning_rates: Optional[tuple] = param(None, "Learning rates tried at every rank; the best (fewest tokens to "
+                                                  "the target) is kept per rank, so the rank effect is not a "
+                                                  "step-size effect (null: training.learning_rate only).",
+                                            kind="list[float]", nullable=True, gt=0, le=10)
+    bootstrap: int = param(200, "Bootstrap resamples (of seeds within each rank) for the fit's intervals.", ge=0,
+                           le=100_000)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from fsllm_sim.training.federated_training import TrainingConfig, prepare_model_
 from fsllm_sim.training.models import load_model
 
 SCHEMA = CALIBRATION_SCHEMA
+SCHEMA_V2 = "fsllm-sim/calibration/v2"
 C_MAX = 8.0
 DEFAULT_RULE = "best_fraction:0.8"
 
@@ -194,9 +195,8 @@ def load_calibration(path: str | os.PathLike) -> CalibrationFit:
     """Read ``calibration.json`` (or a directory holding it) and return the fit with its caveats."""
     doc = read_calibration_document(path)
     fit = doc["fit"]
-    censored = tuple(int(e["rank"]) for e in doc.get("ranks", []) if e.get("censored"))
     return CalibrationFit(a=float(fit["a"]), b=float(fit["b"]), c=float(fit["c"]), path=doc["_path"],
-                          target_val_loss=doc.get("target", {}).get("value"), censored_ranks=censored,
+                          target_val_loss=doc.get("target", {}).get("value"), censored_ranks=_censored_ranks(doc),
                           degenerate=bool(fit.get("degenerate")))
 
 
@@ -249,112 +249,237 @@ class CalibrationResult:
             return None
         return CalibrationFit(a=f["a"], b=f["b"], c=f["c"], path=str(self.path),
                               target_val_loss=self.document["target"]["value"],
-                              censored_ranks=tuple(e["rank"] for e in self.document["ranks"] if e["censored"]),
-                              degenerate=bool(f.get("degenerate")))
+                              censored_ranks=_censored_ranks(self.document), degenerate=bool(f.get("degenerate")))
 
     @property
-    def rounds_to_target(self) -> dict[int, float | None]:
-        return {e["rank"]: e["rounds_to_target"] for e in self.document["ranks"]}
+    def tokens_to_target(self) -> dict[int, float | None]:
+        """Mean tokens to the target per rank over its uncensored seeds (None: every seed censored)."""
+        return {e["rank"]: e["tokens_to_target"]["mean"] for e in self.document["ranks"]}
+
+
+def _censored_ranks(doc: dict) -> tuple[int, ...]:
+    """Ranks none of whose runs reached the target (v2), or censored ranks (v1)."""
+    return tuple(int(e["rank"]) for e in doc.get("ranks", [])
+                 if e.get("censored") or (e.get("runs") and e.get("censored_runs") == e.get("runs")))
+
+
+def fit_censored(ranks: Sequence[float], values: Sequence[float], censored: Sequence[bool]) -> dict | None:
+    """Fit y = a + b r^(-c) to points of which some are censored (only y > value is known).
+
+    Least squares in which an uncensored point contributes (pred - y) and a censored one max(0, y - pred):
+    a prediction above a censoring bound costs nothing, one below it costs like a miss (a one-sided, Tobit-like
+    loss). Started from the grid + NNLS fit of the uncensored points, bounded a, b >= 0, 0 <= c <= C_MAX."""
+    from scipy.optimize import least_squares
+
+    r = np.asarray(ranks, dtype=float)
+    y = np.asarray(values, dtype=float)
+    cens = np.asarray(censored, dtype=bool)
+    if (~cens).sum() == 0:
+        return None
+    start = fit_rounds_model(r[~cens], y[~cens])
+    if (~cens).sum() < 3 or len(set(r[~cens].tolist())) < 3:
+        start = dict(start, degenerate=True)
+        if not cens.any():
+            return dict(start, n_censored=0)
+    x0 = [max(start["a"], 1e-9), max(start["b"], 1e-9), min(max(start["c"], 1e-6), C_MAX - 1e-6)]
+    scale = max(float(np.max(y)), 1.0)
+
+    def residuals(p):
+        pred = rounds_model(r, *p)
+        res = np.where(cens, np.maximum(0.0, y - pred), pred - y)
+        return res / scale
+
+    sol = least_squares(residuals, x0, bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, C_MAX]))
+    a, b, c = (float(v) for v in sol.x)
+    pred = rounds_model(r, a, b, c)
+    return {"a": a, "b": b, "c": c, "method": "censored least squares (scipy.optimize.least_squares)",
+            "n_points": int(r.size), "n_censored": int(cens.sum()),
+            "degenerate": bool(start.get("degenerate")) and not cens.any(),
+            "sse_uncensored": float(np.sum((pred[~cens] - y[~cens]) ** 2)),
+            "censored_violations": int(np.sum(cens & (pred < y)))}
+
+
+def bootstrap_fit(groups: dict, resamples: int, seed: int = 0) -> dict | None:
+    """Percentile intervals (2.5 %, 97.5 %) of a, b, c and of the prediction at every rank, resampling the seeds
+    of each rank with replacement. ``groups``: rank -> list of (value, censored)."""
+    if resamples <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    ranks = sorted(groups)
+    params, preds = [], []
+    for _ in range(resamples):
+        rr, vv, cc = [], [], []
+        for r in ranks:
+            pts = groups[r]
+            for i in rng.integers(0, len(pts), len(pts)):
+                rr.append(r)
+                vv.append(pts[i][0])
+                cc.append(pts[i][1])
+        f = fit_censored(rr, vv, cc)
+        if f is not None:
+            params.append((f["a"], f["b"], f["c"]))
+            preds.append(rounds_model(np.asarray(ranks, dtype=float), f["a"], f["b"], f["c"]))
+    if not params:
+        return None
+    params, preds = np.asarray(params), np.asarray(preds)
+    lo, hi = np.percentile(params, [2.5, 97.5], axis=0)
+    plo, phi = np.percentile(preds, [2.5, 97.5], axis=0)
+    return {"resamples": int(len(params)), "a": [float(lo[0]), float(hi[0])], "b": [float(lo[1]), float(hi[1])],
+            "c": [float(lo[2]), float(hi[2])],
+            "prediction": {str(r): [float(l), float(h)] for r, l, h in zip(ranks, plo, phi)}}
+
+
+def _mean_ci(values: Sequence[float]) -> dict:
+    """Mean and a 95 % t interval of the uncensored values (no interval from fewer than two)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    if v.size == 1:
+        return {"mean": float(v[0]), "ci95": None, "n": 1}
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)], "n": int(v.size)}
+
+
+def _seed_value(base: int, index: int) -> int:
+    return int(np.random.SeedSequence([int(base) % 2**63, int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16), max_rounds: int = 20,
               out_dir: str | os.PathLike, target_val_loss: float | None = None,
-              target_rule: str | None = DEFAULT_RULE, resume: bool = True, progress: bool = True,
-              command: str | None = None, data=None, cache=None) -> CalibrationResult:
-    """Train at every rank for ``max_rounds`` rounds, read N(r) off the curves and fit a + b·r^(-c).
+              target_rule: str | None = DEFAULT_RULE, seeds: int = 1, learning_rates: Sequence[float] | None = None,
+              bootstrap: int = 200, resume: bool = True, progress: bool = True, command: str | None = None,
+              data=None, cache=None) -> CalibrationResult:
+    """Train every (rank, learning rate, seed) for ``max_rounds`` rounds and fit the tokens to the target,
+    T(r) = a + b r^(-c), with per-rank intervals and a bootstrap of the fit.
 
-    ``config`` fixes everything but the rank and the number of rounds (model, data source/partition, K, b,
-    L, E, split, optimiser, wire, seed). ``data`` optionally reuses already built federated data (it must
-    match the config's tokenizer). Writes ``<out_dir>/curves/rank_<r>.json`` per rank (resumable) and
-    ``<out_dir>/calibration.json``; returns the latter's content.
-    """
+    ``config`` fixes everything else (model, data, K, b, L, E, split, optimiser, wire, LoRA scaling). Seed i
+    of ``seeds`` derives from ``config.seed`` and changes the data partition and order and the LoRA
+    initialisation; ``data`` (reused for every seed) is only for tests. Each run's curve is written to
+    ``<out_dir>/curves/`` (resumable); ``<out_dir>/calibration.json`` holds the provenance, every curve, the
+    target, tokens to target per run and rank, the fit and its intervals."""
     ranks = [int(r) for r in ranks]
     if not ranks or any(r < 1 for r in ranks) or len(set(ranks)) != len(ranks):
         raise ConfigError(f"ranks={ranks!r} is invalid; allowed: distinct integers >= 1")
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
         raise ConfigError(f"max_rounds={max_rounds!r} is invalid; allowed: an integer >= 1")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds={seeds!r} is invalid; allowed: an integer >= 1")
     if target_val_loss is not None and not math.isfinite(float(target_val_loss)):
         raise ConfigError(f"target_val_loss={target_val_loss!r} is invalid; allowed: a finite number")
     if target_val_loss is None:
         resolve_target({1: [1.0, 0.5]}, None, target_rule)  # validate the rule before hours of training
+    lrs = [float(x) for x in (learning_rates or [config.learning_rate])]
     config = replace(config, rounds=max_rounds).validate()
     out = Path(out_dir)
     curves_dir = out / "curves"
     curves_dir.mkdir(parents=True, exist_ok=True)
     fingerprint, fp_config = _fingerprint(config)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    tpr = config.num_clients * config.local_iterations * config.batch_size * config.seq_len
 
-    tokenizer = None
-    first_model = None
+    records: dict = {}
     data_summary = None
-    records: dict[int, dict] = {}
-    for r in sorted(ranks):
-        path = curves_dir / f"rank_{r}.json"
-        if resume and path.is_file():
-            try:
-                rec = json.loads(path.read_text())
-            except (OSError, ValueError):
-                rec = None
-            if rec and rec.get("fingerprint") == fingerprint and len(rec.get("val_losses", [])) >= max_rounds + 1:
-                rec["val_losses"] = rec["val_losses"][: max_rounds + 1]
-                rec["train_losses"] = rec["train_losses"][:max_rounds]
-                rec["resumed"] = True
-                records[r] = rec
-                continue
-            if rec and rec.get("fingerprint") != fingerprint:
-                raise ConfigError(f"out_dir={str(out)!r} holds a rank-{r} curve from a different configuration "
-                                  f"(fingerprint {rec.get('fingerprint')} != {fingerprint}); use another "
-                                  f"out_dir or delete {path}")
-        # a fresh model per rank (LoRA is injected in place); data built once and shared
-        if data is None:
-            first_model, data = prepare_model_and_data(config, cache=cache)
-            tokenizer = first_model.tokenizer
-        if first_model is not None:
-            model, first_model = first_model, None
-        else:
-            model = load_model(config.model, tokenizer=tokenizer if config.model.startswith("tiny-") else None,
-                               seed=config.seed, cache=cache)
-            if tokenizer is None:
-                tokenizer = model.tokenizer
-        result = run_federated_training(replace(config, rank=r), model=model, data=data, progress=progress)
-        data_summary = result.data_summary
-        rec = {"rank": r, "fingerprint": fingerprint, "val_losses": result.val_losses,
-               "train_losses": result.train_losses, "wall_s": result.wall_s, "split": result.config["split"],
-               "model_source": model.source, "data_summary": result.data_summary,
-               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "versions": _versions()}
-        _atomic_write_json(path, rec)
-        records[r] = rec
+    for i in range(seeds):
+        seed = config.seed if i == 0 else _seed_value(config.seed, i)
+        seed_data, tokenizer, first_model = data, None, None
+        for r in sorted(ranks):
+            for lr in lrs:
+                key = (r, lr, i)
+                path = curves_dir / f"rank_{r}_lr_{lr:g}_seed_{i}.json"
+                if resume and path.is_file():
+                    try:
+                        rec = json.loads(path.read_text())
+                    except (OSError, ValueError):
+                        rec = None
+                    if rec and rec.get("fingerprint") == fingerprint and len(rec.get("val_losses", [])) >= max_rounds + 1:
+                        rec["val_losses"] = rec["val_losses"][: max_rounds + 1]
+                        rec["resumed"] = True
+                        records[key] = rec
+                        continue
+                    if rec and rec.get("fingerprint") != fingerprint:
+                        raise ConfigError(f"out_dir={str(out)!r} holds a curve from a different configuration "
+                                          f"(fingerprint {rec.get('fingerprint')} != {fingerprint}); use another "
+                                          f"out_dir or delete {path}")
+                run_cfg = replace(config, rank=r, learning_rate=lr, seed=seed)
+                if seed_data is None:
+                    first_model, seed_data = prepare_model_and_data(run_cfg, cache=cache)
+                    tokenizer = first_model.tokenizer
+                if first_model is not None:
+                    model, first_model = first_model, None
+                else:
+                    model = load_model(config.model, tokenizer=tokenizer if config.model.startswith("tiny-") else None,
+                                       seed=seed, cache=cache)
+                result = run_federated_training(run_cfg, model=model, data=seed_data, progress=progress)
+                data_summary = result.data_summary
+                rec = {"rank": r, "learning_rate": lr, "seed_index": i, "seed": seed, "fingerprint": fingerprint,
+                       "val_losses": result.val_losses, "train_losses": result.train_losses, "wall_s": result.wall_s,
+                       "split": result.config["split"], "model_source": model.source,
+                       "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+                _atomic_write_json(path, rec)
+                records[key] = rec
 
-    curves = {r: records[r]["val_losses"] for r in ranks}
-    target, target_info = resolve_target(curves, target_val_loss, target_rule)
-    per_rank = []
+    # the target from the seed-mean curves (every rank and learning rate)
+    mean_curves = {}
     for r in ranks:
-        n, cens = rounds_to_target(curves[r], target)
-        per_rank.append({"rank": r, "rounds_to_target": n, "censored": cens,
-                         "censored_above": max_rounds if cens else None,
-                         "val_losses": records[r]["val_losses"], "train_losses": records[r]["train_losses"],
-                         "wall_s": records[r]["wall_s"], "resumed": bool(records[r].get("resumed"))})
-    pts = [(e["rank"], e["rounds_to_target"]) for e in per_rank if not e["censored"]]
-    fit = fit_rounds_model([p[0] for p in pts], [p[1] for p in pts])
-    any_rec = records[ranks[0]]
+        for lr in lrs:
+            mean_curves[(r, lr)] = np.mean([records[(r, lr, i)]["val_losses"] for i in range(seeds)], axis=0).tolist()
+    target, target_info = resolve_target(mean_curves, target_val_loss, target_rule)
+    per_run = []
+    for (r, lr, i), rec in sorted(records.items()):
+        n, cens = rounds_to_target(rec["val_losses"], target)
+        per_run.append({"rank": r, "learning_rate": lr, "seed_index": i, "seed": rec["seed"],
+                        "rounds_to_target": n, "censored": cens,
+                        "tokens_to_target": None if cens else n * tpr, "censored_above_tokens": max_rounds * tpr if cens else None,
+                        "val_losses": rec["val_losses"], "train_losses": rec["train_losses"], "wall_s": rec["wall_s"],
+                        "resumed": bool(rec.get("resumed"))})
+
+    def runs_of(r, lr):
+        return [e for e in per_run if e["rank"] == r and e["learning_rate"] == lr]
+
+    def conservative_mean(runs):  # a censored run counts at its bound: the lr choice never favours censoring
+        return float(np.mean([e["tokens_to_target"] if not e["censored"] else e["censored_above_tokens"]
+                              for e in runs]))
+
+    per_rank, groups = [], {}
+    for r in ranks:
+        best_lr = min(lrs, key=lambda lr: conservative_mean(runs_of(r, lr)))
+        runs = runs_of(r, best_lr)
+        done = [e["tokens_to_target"] for e in runs if not e["censored"]]
+        stats = _mean_ci(done)
+        per_rank.append({"rank": r, "learning_rate": best_lr, "tokens_to_target": stats,
+                         "censored_runs": sum(e["censored"] for e in runs), "runs": len(runs),
+                         "learning_rates_tried": {f"{lr:g}": conservative_mean(runs_of(r, lr)) for lr in lrs}})
+        groups[r] = [(e["tokens_to_target"] if not e["censored"] else e["censored_above_tokens"], e["censored"])
+                     for e in runs]
+    rr = [r for r in ranks for _ in groups[r]]
+    fit = fit_censored(rr, [v for r in ranks for v, _ in groups[r]], [c for r in ranks for _, c in groups[r]])
+    if fit is not None:
+        fit["bootstrap"] = bootstrap_fit(groups, bootstrap, seed=int(config.seed) % 2**32)
+    any_rec = next(iter(records.values()))
     doc = {
-        "schema": SCHEMA,
+        "schema": SCHEMA_V2,
+        "unit": "tokens",
         "model": config.model,
         "model_source": any_rec.get("model_source"),
         "split": any_rec.get("split"),
         "data": {"source": config.data_source, "format": config.data_format, "partition": config.partition,
                  "dirichlet_alpha": config.dirichlet_alpha if config.partition == "dirichlet" else None,
-                 "summary": data_summary or any_rec.get("data_summary")},
-        "seeds": {"seed": config.seed},
-        "config": fp_config,
+                 "summary": data_summary},
+        "seeds": {"base": config.seed, "count": seeds, "values": sorted({e["seed"] for e in per_run})},
+        "learning_rates": lrs,
+        "config": {**fp_config, "learning_rate": lrs[0] if len(lrs) == 1 else None},
+        "tokens_per_round": tpr,
         "fingerprint": fingerprint,
         "ranks_requested": ranks,
         "max_rounds": max_rounds,
         "target": target_info,
         "ranks": per_rank,
+        "runs": per_run,
         "fit": fit,
-        "model_formula": "N(r) = a + b * r**(-c)",
+        "model_formula": "T(r) = a + b * r**(-c) training tokens to the target; N(r) = T(r) / (K E b L)",
+        "compute": {"train_wall_s": float(sum(e["wall_s"] for e in per_run)), "runs": len(per_run)},
         "versions": _versions(),
         "started": started,
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -363,6 +488,12 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
     }
     final = out / "calibration.json"
     _atomic_write_json(final, doc)
+    try:
+        from plots.calibration import plot_calibration
+
+        plot_calibration(doc, out / "calibration.png")
+    except ImportError:
+        pass
     return CalibrationResult(path=final, document=doc)
 
 

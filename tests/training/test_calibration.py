@@ -68,39 +68,69 @@ CFG = TrainingConfig(model="tiny-llama", num_clients=2, batch_size=4, seq_len=16
 
 
 def test_calibrate_writes_provenance_resumes_and_loads(tmp_path, monkeypatch):
-    res = calibrate(CFG, ranks=(1, 4), max_rounds=2, out_dir=tmp_path, data=make_fake_data(2, 16),
-                    progress=False, command="pytest calibrate")
+    res = calibrate(CFG, ranks=(1, 4), max_rounds=2, out_dir=tmp_path, data=make_fake_data(2, 16), seeds=2,
+                    bootstrap=20, progress=False, command="pytest calibrate")
     doc = json.loads((tmp_path / "calibration.json").read_text())
     assert doc == res.document
-    assert doc["schema"] == calibration.SCHEMA and doc["model"] == "tiny-llama" and doc["command"] == "pytest calibrate"
-    assert {"torch", "transformers", "peft"} <= set(doc["versions"]) and doc["seeds"] == {"seed": 0}
+    assert doc["schema"] == calibration.SCHEMA_V2 and doc["unit"] == "tokens" and doc["command"] == "pytest calibrate"
+    assert {"torch", "transformers", "peft"} <= set(doc["versions"]) and doc["seeds"]["count"] == 2
+    assert len(set(doc["seeds"]["values"])) == 2
+    assert doc["tokens_per_round"] == 2 * 3 * 4 * 16
     assert [e["rank"] for e in doc["ranks"]] == [1, 4]
-    for e in doc["ranks"]:
+    assert len(doc["runs"]) == 4
+    for e in doc["runs"]:
         assert len(e["val_losses"]) == 3 and len(e["train_losses"]) == 2
-    assert doc["ranks"][0]["val_losses"][0] == doc["ranks"][1]["val_losses"][0]  # B = 0: same start
+        if not e["censored"]:
+            assert e["tokens_to_target"] == pytest.approx(e["rounds_to_target"] * doc["tokens_per_round"])
     assert doc["target"]["rule"] == "best_fraction:0.8"
-    assert any(not e["censored"] for e in doc["ranks"])  # the best rank reaches a best_fraction target
-    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["rank_1.json", "rank_4.json"]
+    assert any(not e["censored"] for e in doc["runs"])  # the best rank reaches a best_fraction target
+    assert len(list((tmp_path / "curves").iterdir())) == 4
+    assert (tmp_path / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left behind
 
-    # rerun: both ranks come from disk, nothing is trained
+    # rerun: every run comes from disk, nothing is trained
     def no_training(*a, **k):
-        raise AssertionError("resumed ranks must not be retrained")
+        raise AssertionError("resumed runs must not be retrained")
 
     monkeypatch.setattr(calibration, "run_federated_training", no_training)
-    again = calibrate(CFG, ranks=(1, 4), max_rounds=2, out_dir=tmp_path, data=make_fake_data(2, 16),
-                      progress=False, target_val_loss=doc["ranks"][0]["val_losses"][1])
-    assert all(e["resumed"] for e in again.document["ranks"])
+    again = calibrate(CFG, ranks=(1, 4), max_rounds=2, out_dir=tmp_path, data=make_fake_data(2, 16), seeds=2,
+                      bootstrap=0, progress=False, target_val_loss=doc["runs"][0]["val_losses"][1])
+    assert all(e["resumed"] for e in again.document["runs"])
     assert again.document["target"]["rule"] == "absolute"
     # a different configuration in the same out_dir is refused
     with pytest.raises(ConfigError, match="different configuration"):
-        calibrate(TrainingConfig(**{**CFG.__dict__, "learning_rate": 1e-3}), ranks=(1,), max_rounds=2, out_dir=tmp_path,
+        calibrate(TrainingConfig(**{**CFG.__dict__, "batch_size": 2}), ranks=(1,), max_rounds=2, out_dir=tmp_path,
                   data=make_fake_data(2, 16), progress=False)
 
     fit = load_calibration(tmp_path)
     if again.fit is not None:
         assert fit.rounds(4) == pytest.approx(again.fit.rounds(4))
         assert np.all(np.isfinite(fit.rounds(np.array([1, 2, 4, 8, 16]))))
+
+
+def test_censored_points_bound_the_fit_from_below():
+    """A censored point only says T > bound: a fit above it pays nothing, one below pays like a miss."""
+    r = [1, 2, 4, 8, 16, 1]
+    t = [100.0, 60.0, 40.0, 30.0, 25.0, 500.0]
+    free = calibration.fit_censored(r[:5], t[:5], [False] * 5)
+    bound_below = calibration.fit_censored(r, t[:5] + [50.0], [False] * 5 + [True])  # already satisfied
+    assert (bound_below["a"], bound_below["b"], bound_below["c"]) == pytest.approx((free["a"], free["b"], free["c"]),
+                                                                                   rel=1e-6)
+    pushed = calibration.fit_censored(r, t, [False] * 5 + [True])  # rank 1 needs more than 500
+    assert calibration.rounds_model(1, pushed["a"], pushed["b"], pushed["c"]) > \
+        calibration.rounds_model(1, free["a"], free["b"], free["c"])
+    assert pushed["n_censored"] == 1
+
+
+def test_bootstrap_interval_covers_the_fit_and_shrinks_with_agreeing_seeds():
+    truth = lambda r: 1000 + 4000 * r ** -0.7  # noqa: E731
+    rng = np.random.default_rng(0)
+    noisy = {r: [(truth(r) * (1 + 0.2 * rng.standard_normal()), False) for _ in range(5)] for r in (1, 2, 4, 8, 16)}
+    tight = {r: [(truth(r) * (1 + 0.01 * rng.standard_normal()), False) for _ in range(5)] for r in (1, 2, 4, 8, 16)}
+    wide, narrow = calibration.bootstrap_fit(noisy, 100), calibration.bootstrap_fit(tight, 100)
+    width = lambda b, r: b["prediction"][str(r)][1] - b["prediction"][str(r)][0]  # noqa: E731
+    assert width(narrow, 4) < width(wide, 4)
+    assert narrow["prediction"]["4"][0] <= truth(4) * 1.05 and narrow["prediction"]["4"][1] >= truth(4) * 0.95
 
 
 def test_calibrate_argument_errors(tmp_path):
