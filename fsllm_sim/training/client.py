@@ -10,6 +10,22 @@ Phases, each callable on its own (the event engine interleaves clients arbitrari
 5. :meth:`SplitClient.receive_broadcast` — loads the aggregated adapter θ_c^{t+1}.
 
 A client has at most one iteration in flight (forward -> backward), as in the protocol.
+
+Optimiser state when the broadcast overwrites the adapter (``reset_optimizer_each_round``, the scenario's
+``training.optimizer_state_on_broadcast``):
+
+* ``keep`` (default, ``False``): the broadcast is copied *into* the client's Parameter objects, so the optimiser
+  keeps its per-parameter state untouched — AdamW's moments (and step count, hence bias correction) still
+  describe the client's own pre-broadcast adapter and trajectory, as most federated LoRA code does. They are
+  applied to the new global adapter in the next round.
+* ``reset`` (``True``): after each broadcast the optimiser is rebuilt — fresh, zero moments, step 0 for AdamW's
+  bias correction. The learning-rate schedule does NOT restart: its position is the client's own count of
+  local iterations done (:attr:`SplitClient.iterations_done`), which a reset leaves alone, because the schedule
+  spans the whole run (see :mod:`fsllm_sim.training.optim`).
+
+Every update goes through :meth:`OptimizerSpec.step <fsllm_sim.training.optim.OptimizerSpec.step>` with step
+index = local iterations done so far: scheduled learning rate, then clipping of this adapter's gradients to
+``grad_clip_norm``.
 """
 
 from __future__ import annotations
@@ -120,7 +136,7 @@ class SplitClient:
         self._pending = None
         if hidden.requires_grad:
             hidden.backward(msg.gradient.to(hidden.dtype))
-        self.optimizer.step()
+        self.optimizer_spec.step(self.optimizer, self.iterations_done)
         self.optimizer.zero_grad(set_to_none=True)
         self.iterations_done += 1
 
@@ -140,6 +156,7 @@ class SplitClient:
         self.slots.check_state(msg.state)
         copy_into(self.state, msg.state)
         if self.reset_optimizer_each_round:
+            # fresh moments; the lr schedule's position (iterations_done) carries on
             self.optimizer = self.optimizer_spec.build(self.state.values())
 
     # ------------------------------------------------------------------ helpers

@@ -35,16 +35,29 @@ ALLOWED_TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "gpt2": ("c_attn", "c_proj", "c_fc"),
 }
 ADAPTER_NAME = "default"
+#: LoRA scaling of the update B A: standard alpha / r, or rank-stabilised (rsLoRA) alpha / sqrt(r).
+LORA_SCALINGS = ("standard", "rslora")
 
 
 @dataclass(frozen=True)
 class LoraSpec:
-    """LoRA hyper-parameters. ``alpha`` None means α = 2r (spec default)."""
+    """LoRA hyper-parameters. ``alpha`` None means α = 2r (spec default).
+
+    ``scaling``: the factor applied to B A — ``"standard"`` α / r, ``"rslora"`` α / √r (peft ``use_rslora``).
+    """
 
     rank: int = 8
     alpha: float | None = None
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None
+    scaling: str = "standard"
+
+    def scaling_factor(self) -> float:
+        """The effective multiplier of B A in every LoRA layer."""
+        import math
+
+        a = self.resolved_alpha()
+        return a / math.sqrt(self.rank) if self.scaling == "rslora" else a / self.rank
 
     def resolved_alpha(self) -> float:
         return float(2 * self.rank if self.alpha is None else self.alpha)
@@ -57,6 +70,8 @@ class LoraSpec:
             raise ConfigError(f"rank={self.rank!r} is invalid; allowed: an integer >= 1")
         if self.alpha is not None and not self.alpha > 0:
             raise ConfigError(f"lora_alpha={self.alpha!r} is invalid; allowed: a number > 0 (or unset for 2r)")
+        if self.scaling not in LORA_SCALINGS:
+            raise ConfigError(f"lora_scaling={self.scaling!r} is not supported; allowed: {', '.join(LORA_SCALINGS)}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"lora_dropout={self.dropout!r} is invalid; allowed: 0 <= dropout < 1")
         allowed = ALLOWED_TARGET_MODULES[family]
@@ -79,6 +94,7 @@ def make_lora_config(family: str, spec: LoraSpec):
         target_modules=list(spec.resolved_targets(family)),
         fan_in_fan_out=(family == "gpt2"),  # GPT-2 Conv1D stores weights transposed
         bias="none",
+        use_rslora=(spec.scaling == "rslora"),
     )
 
 
@@ -192,6 +208,30 @@ def copy_into(state: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tens
     with torch.no_grad():
         for k, p in state.items():
             p.copy_(values[k])
+
+
+_LORA_A_RE = re.compile(r"^(.*)\.lora_A\.(.+)$")
+
+
+def lora_factor_pairs(keys) -> tuple[list[tuple[str, str]], list[str]]:
+    """Pair the A and B factors of each LoRA module by key.
+
+    ``blocks.<j>.<path>.lora_A.<adapter>.weight`` goes with ``blocks.<j>.<path>.lora_B.<adapter>.weight``
+    (A: r × in, B: out × r, so the module's update is ΔW = scaling · B A). Returns ((A key, B key) pairs, the
+    keys that belong to no pair).
+    """
+    keys = list(keys)
+    present = set(keys)
+    pairs, paired = [], set()
+    for k in keys:
+        m = _LORA_A_RE.match(k)
+        if m is None:
+            continue
+        b = f"{m.group(1)}.lora_B.{m.group(2)}"
+        if b in present:
+            pairs.append((k, b))
+            paired.update((k, b))
+    return pairs, [k for k in keys if k not in paired]
 
 
 def state_num_params(state: Mapping[str, torch.Tensor]) -> int:

@@ -9,6 +9,16 @@
 
 :meth:`MainServer.step` is one request: forward from the received activations, loss, backward, optimiser
 step, and the gradient ∂loss/∂A sent back at the gradient wire precision.
+
+Each server optimiser step goes through :meth:`OptimizerSpec.step <fsllm_sim.training.optim.OptimizerSpec.step>`
+(scheduled learning rate, gradient clipping of that adapter). Step index of the schedule: v1, the number of
+requests that client's copy has served (= the client's local iterations); v2, the number of requests the shared
+adapter has served divided by the number of clients — the schedule's ``total_steps``/``warmup_steps`` count
+*local* steps of one client over the run, and the shared adapter serves K requests per local step, so this
+keeps the shared adapter's lr curve on the same run-long time axis as the clients' (counting raw requests would
+end a cosine/linear schedule after 1/K of the run). Resetting the optimiser state does not reset these counts.
+
+``aggregation`` ("fedavg" | "product", see :mod:`fsllm_sim.training.fed_server`) is the v1 average of the copies.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from collections.abc import Mapping
 import torch
 
 from fsllm_sim.errors import ConfigError
-from fsllm_sim.training.fed_server import fedavg
+from fsllm_sim.training.fed_server import aggregate_states, check_aggregation
 from fsllm_sim.training.lora import (
     AdapterSlots,
     AdapterState,
@@ -38,7 +48,8 @@ SERVER_MODES = ("v1", "v2")
 class MainServer:
     def __init__(self, part: ServerPart, slots: AdapterSlots, initial_state: Mapping[str, torch.Tensor], *,
                  mode: str = "v1", optimizer: OptimizerSpec, client_weights: Mapping[int, float],
-                 gradient_precision: str = "fp16", reset_optimizer_each_round: bool = False):
+                 gradient_precision: str = "fp16", reset_optimizer_each_round: bool = False,
+                 aggregation: str = "fedavg"):
         if mode not in SERVER_MODES:
             raise ConfigError(f"server_mode={mode!r} is not supported; allowed: {', '.join(SERVER_MODES)}")
         self.part = part
@@ -47,9 +58,11 @@ class MainServer:
         self.optimizer_spec = optimizer
         self.gradient_precision = check_precision(gradient_precision, "gradient_precision")
         self.reset_optimizer_each_round = reset_optimizer_each_round
+        self.aggregation = check_aggregation(aggregation)
         self.client_weights = {int(k): float(w) for k, w in client_weights.items()}
         self.client_ids = list(self.client_weights)
         self.steps_done = 0
+        self.copy_steps_done: dict[int, int] = {k: 0 for k in self.client_ids}  # v1: per copy (lr schedule)
         self._dropout = has_lora_dropout(part)
         if mode == "v1":
             self.states: dict[int, AdapterState] = {k: slots.new_state_like(initial_state) for k in self.client_ids}
@@ -87,9 +100,10 @@ class MainServer:
                 if self._dropout:
                     set_lora_dropout_training(self.part, False)
             loss.backward()
-        opt.step()
+        self.optimizer_spec.step(opt, self.schedule_step(msg.client_id))
         opt.zero_grad(set_to_none=True)
         self.steps_done += 1
+        self.copy_steps_done[msg.client_id] += 1
         grad = x.grad if x.grad is not None else torch.zeros_like(x)
         sent = wire_cast(grad, self.gradient_precision)
         loss_value = float(loss.detach())
@@ -98,15 +112,26 @@ class MainServer:
                                 payload_bits=tensor_bits(grad, self.gradient_precision), loss=loss_value)
         return reply, loss_value
 
+    def schedule_step(self, client_id: int) -> float:
+        """Index of the next optimiser step on ``client_id``'s server adapter, on the lr schedule's axis."""
+        if self.mode == "v1":
+            return self.copy_steps_done[client_id]
+        return self.steps_done / len(self.client_ids)
+
     def _average(self, weights: Mapping[int, float] | None) -> dict[str, torch.Tensor]:
         weights = self.client_weights if weights is None else weights
         ids = [k for k in self.client_ids if k in weights]
         if not ids:
             raise ConfigError("the aggregation weights name none of the main server's clients; cannot aggregate")
-        return fedavg([self.states[k] for k in ids], [weights[k] for k in ids])
+        states = [self.states[k] for k in ids]
+        if self.aggregation == "product" and all(
+                torch.equal(s[key], states[0][key]) for s in states[1:] for key in states[0]):
+            return detached_state(states[0])  # identical copies (right after aggregate): that copy, not a re-SVD
+        return aggregate_states(states, [weights[k] for k in ids], self.aggregation)
 
     def aggregate(self, weights: Mapping[int, float] | None = None) -> None:
-        """Round end. v1: every server copy := Σ n_k/Σn θ_s,k (weights default to the clients' n_k). v2: no-op."""
+        """Round end. v1: every server copy := Σ n_k/Σn θ_s,k (weights default to the clients' n_k; with
+        ``aggregation="product"`` the rank-r SVD of the average products instead). v2: no-op."""
         if self.mode == "v1":
             avg = self._average(weights)
             for k in self.client_ids:

@@ -72,11 +72,13 @@ class SplitFedConfig:
         if not (isinstance(self.lora_alpha_per_rank, (int, float)) and self.lora_alpha_per_rank > 0):
             raise ConfigError(f"lora_alpha_per_rank={self.lora_alpha_per_rank!r} is invalid; allowed: a number > 0")
         alpha = self.lora_alpha if self.lora_alpha is not None else float(self.lora_alpha_per_rank) * self.rank
-        return LoraSpec(rank=self.rank, alpha=alpha, dropout=self.lora_dropout, target_modules=targets)
+        return LoraSpec(rank=self.rank, alpha=alpha, dropout=self.lora_dropout, target_modules=targets,
+                        scaling=self.lora_scaling)
 
     def optimizer_spec(self) -> OptimizerSpec:
         return OptimizerSpec(name=self.optimizer, lr=self.learning_rate, weight_decay=self.weight_decay,
-                             momentum=self.momentum).validate()
+                             momentum=self.momentum, schedule=self.lr_schedule, warmup_steps=self.warmup_steps,
+                             total_steps=self.schedule_total_steps, grad_clip_norm=self.grad_clip_norm).validate()
 
     def resolved_gradient_precision(self) -> str:
         return self.gradient_precision or self.activation_precision
@@ -142,7 +144,8 @@ class SplitFedSystem:
         init_client = self.client_slots.current_state()
         init_server = self.server_slots.current_state()
 
-        self.fed_server = FederatedServer(init_client, broadcast_precision=self.adapter_precision)
+        self.fed_server = FederatedServer(init_client, broadcast_precision=self.adapter_precision,
+                                          aggregation=config.aggregation)
         self.clients = [
             SplitClient(k, self.client_part, self.client_slots, init_client, optimizer=opt,
                         num_samples=num_samples[k], batches=iterators[k],
@@ -153,7 +156,8 @@ class SplitFedSystem:
         self.main_server = MainServer(self.server_part, self.server_slots, init_server, mode=config.server_mode,
                                       optimizer=opt, client_weights={k: num_samples[k] for k in range(num_clients)},
                                       gradient_precision=self.gradient_precision,
-                                      reset_optimizer_each_round=config.reset_optimizer_each_round)
+                                      reset_optimizer_each_round=config.reset_optimizer_each_round,
+                                      aggregation=config.aggregation)
         # round 0: every client starts from the broadcast of the initial global adapter
         first = self.fed_server.broadcast()
         for c in self.clients:
@@ -237,11 +241,17 @@ class SplitFedSystem:
     def global_server_state(self) -> dict[str, torch.Tensor]:
         return self.main_server.global_state()
 
-    def evaluate(self, validation, *, batch_size: int = 8, max_batches: int | None = None) -> EvalResult:
-        """Validation loss / perplexity of the global model (FedAvg client adapter + server adapter)."""
+    def evaluate(self, validation, *, batch_size: int = 8, max_batches: int | None = None,
+                 through_wire: bool = False) -> EvalResult:
+        """Validation loss / perplexity of the global model (FedAvg client adapter + server adapter).
+
+        ``through_wire``: the split activations go through the training uplink's wire format
+        (``activation_precision``) before the server part, so a lossy format shows its cost.
+        """
         return evaluate_split(self.client_part, self.client_slots, self.global_client_state(),
                               self.server_part, self.server_slots, self.global_server_state(), validation,
-                              batch_size=batch_size, max_batches=max_batches)
+                              batch_size=batch_size, max_batches=max_batches,
+                              wire_precision=self.activation_precision if through_wire else None)
 
     def load_global_into_model(self) -> torch.nn.Module:
         """Copy the global adapters into the peft model's own LoRA parameters and return the (unsplit) peft
