@@ -4,11 +4,14 @@ One concept per module: ``units`` (dB/W conversions), ``noise`` (N0), ``ofdma`` 
 rates, water-filling), ``downlink`` (shared BS downlink), ``pathloss`` (TR 38.901 Table 7.4.1-1
 and log-distance), ``los`` (Table 7.4.2-1), ``shadowing`` (log-normal, optionally correlated),
 ``layout`` (client placement), ``fading`` (Rayleigh/Rician Gauss-Markov block fading),
-``observed_fading`` (the same law drawn lazily per client, and transfers across fading blocks).
+``observed_fading`` (the same law drawn lazily per client, and transfers across fading blocks),
+``ergodic`` (fading-averaged spectral efficiency E[log2(1 + snr |h|^2)], Rayleigh and Rician).
 Bad arguments raise ``channel_models.errors.ValidityRangeError`` (a ``ChannelModelError``, a ``ValueError``).
 """
 
 from .downlink import downlink_rate_bps
+from .ergodic import (ergodic_rate_bps, ergodic_spectral_efficiency_rayleigh,
+                      ergodic_spectral_efficiency_rician)
 from .errors import ChannelModelError, ValidityRangeError
 from .fading import (BlockFading, doppler_hz, gains_from_fading, gauss_markov_rho,
                      rician_k_db_to_linear, rician_k_factor_db, subchannel_correlation_factor)
@@ -26,7 +29,8 @@ from .units import db_to_linear, dbm_to_w, linear_to_db, w_to_dbm
 
 __all__ = [
     "Band", "BlockFading", "breakpoint_distance_m", "ChannelModelError", "client_rates_bps", "db_to_linear",
-    "dbm_to_w", "distances_2d_m", "doppler_hz", "downlink_rate_bps", "draw_los",
+    "dbm_to_w", "distances_2d_m", "ergodic_rate_bps", "ergodic_spectral_efficiency_rayleigh",
+    "ergodic_spectral_efficiency_rician", "doppler_hz", "downlink_rate_bps", "draw_los",
     "draw_shadowing_db", "gains_from_fading", "gauss_markov_rho", "large_scale_gain_linear",
     "linear_to_db", "los_probability", "min_power_for_rate_w", "min_power_for_rate_w_batched",
     "noise_power_w", "ObservedFading", "TransferError", "TransferResult", "block_index",

@@ -56,8 +56,11 @@ class OnlinePolicy:
 
     def problem_for(self, gain_s, gain_f, round_index: int) -> Problem:
         if isinstance(self.template, Problem):
+            # Current (instantaneous) gains already include the fading: their Shannon rate is the rate,
+            # so an ergodic template is scored on mean-gain rates here (no second average over fading).
             return dataclasses.replace(self.template, gain_s=np.asarray(gain_s, dtype=float),
-                                       gain_f=np.asarray(gain_f, dtype=float))
+                                       gain_f=np.asarray(gain_f, dtype=float), rate_model="mean-gain",
+                                       rician_k_linear=None)
         problem = self.template(np.asarray(gain_s, dtype=float), np.asarray(gain_f, dtype=float), round_index)
         if not isinstance(problem, Problem):
             raise SolverError(f"OnlinePolicy: the problem factory returned {type(problem).__name__}, not a Problem")

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from channel_models.ergodic import ergodic_spectral_efficiency_rician
 from channel_models.ofdma import client_rates_bps
 from fsllm_sim.convergence import ConvergenceModel
 from fsllm_sim.delay import DelayBreakdown, delay_breakdown
@@ -21,6 +22,8 @@ from fsllm_sim.profiles import SplitRankProfile  # re-exported: solvers.problem.
 
 # Relative slack on power constraints, so an allocation that meets a cap to rounding is accepted.
 POWER_TOLERANCE = 1e-9
+
+RATE_MODELS = ("mean-gain", "ergodic")
 
 
 def _vector(name: str, value, length: int, positive: bool = True) -> np.ndarray:
@@ -39,6 +42,17 @@ class Problem:
     ``server_flops_per_s`` is the main-server speed each client sees after sharing (scalar or length K);
     ``p_max_w`` is the per-client cap, applied on each band separately; ``p_total_s_w`` / ``p_total_f_w``
     are optional caps on the sum of all clients' powers on a band.
+
+    ``rate_model`` chooses the per-subchannel rate of the objective (:meth:`rates`, hence :func:`evaluate`):
+    ``"mean-gain"``: B log2(1 + p g / (N0 B)) at the gains given (static: the large-scale gain, E|h|^2 = 1,
+    optimistic under fading by Jensen); ``"ergodic"``: B E[log2(1 + p g |h|^2 / (N0 B))] over Rayleigh /
+    Rician fading with per-client K-factor ``rician_k_linear`` (length K, 0 = Rayleigh; None = all Rayleigh),
+    ``g`` then being the large-scale gain. What is fading-aware with ``"ergodic"``: every score (evaluate,
+    hence exact's and the baselines' choice among the candidates they score, and bcd's final choice among
+    its (split, rank) candidates, see :func:`solvers.bcd.solve_bcd`). What is not: the subchannel greedy,
+    the local search and the water-filling power control still work on mean-gain rates (the allocation of
+    each candidate is planned for mean gains, then scored ergodically); lower bounds computed on mean-gain
+    rates (bcd's, the relaxation's) stay valid lower bounds, since ergodic rates are never above them.
     """
 
     gain_s: np.ndarray
@@ -59,6 +73,8 @@ class Problem:
     p_total_f_w: Optional[float] = None
     min_split: int = 1
     client_memory_limit_bytes: Optional[np.ndarray] = None
+    rate_model: str = "mean-gain"
+    rician_k_linear: Optional[np.ndarray] = None
 
     def __post_init__(self):
         gain_s = np.asarray(self.gain_s, dtype=float)
@@ -95,6 +111,11 @@ class Problem:
             cap = getattr(self, name)
             if cap is not None and not (np.isfinite(cap) and cap > 0):
                 raise SolverError(f"{name}={cap} must be > 0 or None")
+        if self.rate_model not in RATE_MODELS:
+            raise SolverError(f"rate_model={self.rate_model!r} is not one of {', '.join(RATE_MODELS)}")
+        if self.rician_k_linear is not None:
+            object.__setattr__(self, "rician_k_linear",
+                               _vector("rician_k_linear", self.rician_k_linear, k, positive=False))
         if self.client_memory_limit_bytes is not None:
             object.__setattr__(self, "client_memory_limit_bytes",
                                _vector("client_memory_limit_bytes", self.client_memory_limit_bytes, k))
@@ -140,8 +161,23 @@ class Problem:
             "adapter_bits": float(p.adapter_bits[si, ri]),
         }
 
+    def _ergodic_client_rates_bps(self, assign, power_w, gain, bandwidth_hz) -> np.ndarray:
+        """R_k = Σ_{i: x_ki = 1} B_i E[log2(1 + p_i G_k,i |h|^2 / (N0 B_i))] over each client's fading law."""
+        k = self.num_clients
+        assign = np.asarray(assign, dtype=int)
+        power = np.asarray(power_w, dtype=float)
+        used = assign >= 0
+        owner = assign[used]
+        snr = power[used] * gain[owner, np.flatnonzero(used)] / (self.noise_psd_w_per_hz * bandwidth_hz[used])
+        k_fac = np.zeros(k) if self.rician_k_linear is None else self.rician_k_linear
+        per_sub = bandwidth_hz[used] * ergodic_spectral_efficiency_rician(snr, k_fac[owner])
+        return np.bincount(owner, weights=per_sub, minlength=k).astype(float)
+
     def rates(self, assign_s, power_s_w, assign_f, power_f_w) -> tuple[np.ndarray, np.ndarray]:
-        """Client rates (R^s_k, R^f_k) in bit/s for an allocation on both bands."""
+        """Client rates (R^s_k, R^f_k) in bit/s for an allocation on both bands (per ``rate_model``)."""
+        if self.rate_model == "ergodic":
+            return (self._ergodic_client_rates_bps(assign_s, power_s_w, self.gain_s, self.bandwidth_s_hz),
+                    self._ergodic_client_rates_bps(assign_f, power_f_w, self.gain_f, self.bandwidth_f_hz))
         r_s = client_rates_bps(np.asarray(assign_s), np.asarray(power_s_w, dtype=float), self.gain_s,
                                self.bandwidth_s_hz, self.noise_psd_w_per_hz, self.num_clients)
         r_f = client_rates_bps(np.asarray(assign_f), np.asarray(power_f_w, dtype=float), self.gain_f,

@@ -14,8 +14,18 @@ from .problem import Problem, SplitRankProfile
 
 
 def build_problem(scenario, env, fleet, profile: SplitRankProfile, convergence, *, gain_s=None, gain_f=None,
-                  adapter_parameters: int | None = None) -> Problem:
-    """The scenario's optimisation problem. ``adapter_parameters`` sizes the FedAvg time (default: from S_c)."""
+                  adapter_parameters: int | None = None, rates: str | None = None) -> Problem:
+    """The scenario's optimisation problem. ``adapter_parameters`` sizes the FedAvg time (default: from S_c);
+    ``rates`` (mean-gain | ergodic) overrides ``scenario.solver.rates``, the objective's rate model (see
+    :class:`Problem`); the clients' Rician K-factors come from ``env.rician_k_linear``. Without ``rates``,
+    explicit ``gain_s``/``gain_f`` (instantaneous gains) and a scenario without fading mean mean-gain."""
+    if rates is None and (gain_s is not None or gain_f is not None):
+        rates = "mean-gain"  # gains given (e.g. a fading block's): they include the fading already
+    if rates is None:
+        solver_cfg = getattr(scenario, "solver", None)
+        rates = getattr(solver_cfg, "rates", "mean-gain") if solver_cfg is not None else "mean-gain"
+    if not getattr(env, "fading_enabled", True):
+        rates = "mean-gain"  # no small-scale fading: the ergodic rate IS the mean-gain rate
     k = env.num_clients
     gs = env.average_gains("s") if gain_s is None else np.asarray(gain_s, dtype=float)
     gf = env.average_gains("f") if gain_f is None else np.asarray(gain_f, dtype=float)
@@ -46,4 +56,6 @@ def build_problem(scenario, env, fleet, profile: SplitRankProfile, convergence, 
         p_total_f_w=env.p_total_f_w,
         min_split=scenario.split.min_layer,
         client_memory_limit_bytes=memory_limit,
+        rate_model=rates,
+        rician_k_linear=np.asarray(env.rician_k_linear, dtype=float) if rates == "ergodic" else None,
     )

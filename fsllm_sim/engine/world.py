@@ -27,7 +27,7 @@ class World:
     profile: object
     profile_meta: dict
     convergence: ConvergenceModel
-    problem: Problem  # on mean gains (E|h|^2 = 1): the closed form of spec section 4
+    problem: Problem  # large-scale gains; rates per scenario.solver.rates (mean-gain | ergodic): spec section 4
     warnings: tuple = ()  # one line each: where the scenario leaves the regime its models were measured in
 
     @property
