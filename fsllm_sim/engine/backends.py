@@ -111,6 +111,7 @@ class TorchBackend(AnalyticBackend):
 
             self.host_flops_per_s = measure_host_flops_per_s()
         self.validation = validation_set(data)
+        self.data = data  # per-client held-out sequences for _evaluate
         torch.manual_seed(cfg.seed)  # LoRA dropout stream, as the in-process driver does
         self.system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
         self.config = cfg
@@ -127,9 +128,20 @@ class TorchBackend(AnalyticBackend):
         return out, dt
 
     def _evaluate(self) -> float:
+        """Global validation loss; each client's loss on its own held-out data (``evaluation.per_client``,
+        else []) goes to ``self.client_val_loss``. Both through the training wire when ``through_wire``."""
+        from ..training.evaluation import evaluate_clients
+
         ev_cfg = self.scenario.evaluation
+        through_wire = bool(getattr(ev_cfg, "through_wire", False))
         ev, _ = self._timed(lambda: self.system.evaluate(self.validation, batch_size=ev_cfg.batch_size,
-                                                         max_batches=ev_cfg.max_batches))
+                                                         max_batches=ev_cfg.max_batches, through_wire=through_wire))
+        per_client: list[float] = []
+        if getattr(ev_cfg, "per_client", True):
+            per_client, _ = self._timed(lambda: evaluate_clients(
+                self.system, self.data.clients, batch_size=ev_cfg.batch_size, max_batches=ev_cfg.max_batches,
+                through_wire=through_wire))
+        self.client_val_loss = per_client
         return float(ev.loss)
 
     def _scaled(self, wall_s: float, device_flops_per_s: float) -> float:
@@ -178,4 +190,6 @@ class TorchBackend(AnalyticBackend):
     def finish_round(self, round_index: int) -> dict:
         self._timed(self.system.finish_round)
         losses, self._losses = self._losses, []
-        return {"train_loss": sum(losses) / len(losses) if losses else math.nan, "val_loss": self._evaluate()}
+        val_loss = self._evaluate()
+        return {"train_loss": sum(losses) / len(losses) if losses else math.nan, "val_loss": val_loss,
+                "client_val_loss": list(self.client_val_loss)}

@@ -2,7 +2,8 @@
 
 Round t: every client runs E local iterations (forward -> MS step -> backward), uploads its adapter, the FS
 aggregates (FedAvg) and broadcasts, the MS averages its v1 copies, and the global model is evaluated on the
-global validation set. Clients run one after the other in this process (``schedule``); the discrete-event
+global validation set (through the training wire format when ``eval_through_wire``) and, when
+``eval_per_client``, on each client's own held-out sequences. Clients run one after the other in this process (``schedule``); the discrete-event
 engine interleaves the same phase calls in simulated time instead.
 
 Deterministic from ``seed``: LoRA initialisation, the data partition and batch order, and LoRA dropout all
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from fsllm_sim.errors import ConfigError, DataError
+from fsllm_sim.training.evaluation import evaluate_clients
 from fsllm_sim.training.models import LoadedModel, load_model
 from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
 
@@ -70,7 +72,7 @@ class TrainingConfig:
     grad_clip_norm: float | None = None
     aggregation: str = "fedavg"  # fedavg (A and B separately) or product (exact average of B A, SVD to rank r)
     eval_through_wire: bool = False  # validation activations through the training wire format
-    eval_per_client: bool = True  # also each client's loss on its own held-out data
+    eval_per_client: bool = False  # also each client's loss on its own held-out data
     # evaluation
     eval_batch_size: int = 8
     max_eval_batches: int | None = None  # None: the whole global validation set
@@ -109,6 +111,7 @@ class RoundLog:
     adapter_upload_bits: int  # Σ S_c
     broadcast_bits: int
     client_train_loss: list[float] = field(default_factory=list)
+    client_val_loss: list[float] = field(default_factory=list)  # global model on each client's held-out data
 
 
 @dataclass
@@ -120,6 +123,7 @@ class TrainingResult:
     initial_val_perplexity: float
     rounds: list[RoundLog]
     wall_s: float
+    initial_client_val_loss: list[float] = field(default_factory=list)
 
     @property
     def val_losses(self) -> list[float]:
@@ -134,6 +138,7 @@ class TrainingResult:
         return {
             "model": self.model, "config": self.config, "data_summary": self.data_summary,
             "initial_val_loss": self.initial_val_loss, "initial_val_perplexity": self.initial_val_perplexity,
+            "initial_client_val_loss": self.initial_client_val_loss,
             "val_losses": self.val_losses, "train_losses": self.train_losses,
             "rounds": [asdict(r) for r in self.rounds], "wall_s": self.wall_s,
         }
@@ -223,7 +228,15 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
     val = validation_set(data)
     torch.manual_seed(config.seed)  # LoRA dropout stream
     system = SplitFedSystem(model, config.system_config(), data=data, batch_size=config.batch_size)
-    ev0 = system.evaluate(val, batch_size=config.eval_batch_size, max_batches=config.max_eval_batches)
+    def evaluate():
+        ev = system.evaluate(val, batch_size=config.eval_batch_size, max_batches=config.max_eval_batches,
+                             through_wire=config.eval_through_wire)
+        per_client = (evaluate_clients(system, data.clients, batch_size=config.eval_batch_size,
+                                       max_batches=config.max_eval_batches, through_wire=config.eval_through_wire)
+                      if config.eval_per_client else [])
+        return ev, per_client
+
+    ev0, client_ev0 = evaluate()
     K, E = system.num_clients, config.local_iterations
     if config.schedule == "round_robin":
         order = [k for _ in range(E) for k in range(K)]
@@ -251,7 +264,7 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
                 bar.update(1)
             upload_bits = sum(c.adapter_bits() for c in system.clients)
             bcast = system.finish_round()
-            ev = system.evaluate(val, batch_size=config.eval_batch_size, max_batches=config.max_eval_batches)
+            ev, client_ev = evaluate()
             all_losses = [x for v in losses.values() for x in v]
             log = RoundLog(
                 round=t, train_loss=sum(all_losses) / len(all_losses), val_loss=ev.loss,
@@ -260,6 +273,7 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
                 adapter_upload_bits=upload_bits,
                 broadcast_bits=bcast.payload_bits,
                 client_train_loss=[sum(v) / len(v) for _, v in sorted(losses.items())],
+                client_val_loss=client_ev,
             )
             logs.append(log)
             bar.set_postfix(val_loss=f"{ev.loss:.4f}")
@@ -271,4 +285,4 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
     cfg["split"] = system.split
     return TrainingResult(model=model.name, config=cfg, data_summary=_data_summary(data),
                           initial_val_loss=ev0.loss, initial_val_perplexity=ev0.perplexity, rounds=logs,
-                          wall_s=time.perf_counter() - t_start)
+                          wall_s=time.perf_counter() - t_start, initial_client_val_loss=client_ev0)

@@ -4,10 +4,15 @@ Pipeline (each step is a module of this package):
 
 1. :mod:`.sources` reads the source into documents (speeches, paragraphs, rows).
 2. The tokenizer encodes every document once (:mod:`.tokenizer`); sizes are tokens plus one EOS.
-3. A global validation set is held out: a seeded random ``global_validation_fraction`` of the
-   documents (ceil), drawn from a generator that depends on ``seed`` only, so it is the same for
-   every partition, client count and sequence length run with that seed. It is packed (or padded)
-   like a client's data, documents in corpus order.
+3. A global validation set is held out, stratified by work (the ``group`` label: the play for
+   Shakespeare, the file for a folder of .txt): ``ceil(global_validation_fraction * n)`` documents
+   in all, shared out over the works in proportion to their document counts (largest remainder,
+   ties broken at random), at least one from every work of >= 2 documents and never all of them
+   (a single-document work may be held out whole). The documents are drawn from a generator that depends on ``seed`` only, so the set is the
+   same for every partition, client count and sequence length run with that seed, and covers every
+   work, hence every client's share of the corpus. It is packed (or padded) like a client's data,
+   documents in a seeded shuffled order, so any leading part of it (``max_eval_batches``) is itself
+   a sample of all the works rather than the first few plays of the corpus.
 4. The remaining documents are partitioned over K clients (:mod:`.partition`).
 5. Each client's documents, in corpus order, are capped at ``max_tokens_per_client`` and turned
    into sequences (:mod:`.packing`); the last ``ceil(validation_fraction * N)`` sequences are the
@@ -145,6 +150,9 @@ class FederatedData:
         global_validation: held-out sequences common to all clients (same documents for a seed).
         global_validation_documents: indices of the held-out documents in the source's document
             list (before the token cap), ascending.
+        global_validation_order: the held-out documents actually packed (after the token cap), in
+            the shuffled order they were packed in.
+        global_validation_works: the works (``group`` labels) those documents come from, sorted.
         seq_len: L, tokens per sequence.
         mode: ``pack`` or ``pad``.
         ids: EOS and padding token ids used.
@@ -160,6 +168,8 @@ class FederatedData:
     ids: SpecialIds
     settings: dict[str, Any] = field(default_factory=dict)
     label_entropy_bits: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    global_validation_order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    global_validation_works: list[str] = field(default_factory=list)
 
     @property
     def num_clients(self) -> int:
@@ -192,6 +202,9 @@ class FederatedData:
             "global_validation": {
                 "sequences": self.global_validation.num_sequences,
                 "tokens": self.global_validation.num_tokens,
+                "documents": int(self.global_validation_order.size),
+                "works": len(self.global_validation_works),
+                "works_total": self.settings.get("works_total"),
             },
             "clients": clients,
         }
@@ -245,19 +258,63 @@ def stream_rng(seed: int, stream: int, *words: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, *words])
 
 
-def held_out_and_pool(
-    num_documents: int, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(global validation documents, documents left for the clients), both ascending.
+def held_out_counts(work_sizes: Sequence[int], fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Documents to hold out of each work: a stratified ``ceil(fraction * n)`` in all.
 
-    ceil(fraction * n) documents drawn uniformly from a generator of ``seed`` alone, so the held-out
-    set does not move when the partition, client count, sequence length or tokenizer change.
+    Each work gets ``floor(fraction * n_w)``; the rest of the total goes one by one to the works with the
+    largest remainders (ties in a random order from ``rng``). Then every work of >= 2 documents holds out
+    at least one and keeps at least one (which may move the total a little off ``ceil(fraction * n)`` when
+    there are many small works); a work of a single document may be held out whole by the remainders.
     """
-    count = int(math.ceil(fraction * num_documents)) if fraction > 0 else 0
-    drawn = stream_rng(seed, GLOBAL_VALIDATION_STREAM).permutation(num_documents)[:count]
+    sizes = np.asarray(work_sizes, dtype=np.int64)
+    if fraction <= 0 or sizes.size == 0:
+        return np.zeros(sizes.size, dtype=np.int64)
+    total = int(math.ceil(fraction * int(sizes.sum())))
+    quota = fraction * sizes.astype(float)
+    counts = np.floor(quota).astype(np.int64)
+    upper = np.where(sizes >= 2, sizes - 1, sizes)
+    counts = np.minimum(counts, upper)
+    remainder = quota - counts
+    tie_break = rng.permutation(sizes.size)
+    order = sorted(range(sizes.size), key=lambda w: (-remainder[w], tie_break[w]))
+    left = total - int(counts.sum())
+    for w in order:
+        if left <= 0:
+            break
+        if counts[w] < upper[w]:
+            counts[w] += 1
+            left -= 1
+    return np.maximum(counts, np.where(sizes >= 2, 1, 0))
+
+
+def held_out_and_pool(
+    num_documents: int, fraction: float, seed: int, works: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(global validation documents ascending, the same in packing order, documents left for the clients).
+
+    Stratified by ``works`` (one label per document; None: one work), see :func:`held_out_counts`; every
+    draw comes from a generator of ``seed`` alone, so the held-out set does not move when the partition,
+    client count, sequence length or tokenizer change. The packing order is a seeded shuffle of the
+    held-out documents, so that any prefix of the packed set mixes all works.
+    """
+    rng = stream_rng(seed, GLOBAL_VALIDATION_STREAM)
+    labels = list(works) if works is not None else ["" for _ in range(num_documents)]
+    if len(labels) != num_documents:
+        raise ValueError(f"{len(labels)} work labels for {num_documents} documents")
+    names = sorted(set(labels))
+    members = {name: [] for name in names}
+    for i, label in enumerate(labels):
+        members[label].append(i)
+    counts = held_out_counts([len(members[n]) for n in names], fraction, rng)
+    drawn = [
+        np.asarray(members[name], dtype=np.int64)[rng.permutation(len(members[name]))[:count]]
+        for name, count in zip(names, counts)
+    ]
+    chosen = np.concatenate(drawn) if drawn else np.zeros(0, dtype=np.int64)
+    packing_order = chosen[rng.permutation(chosen.size)]
     is_held_out = np.zeros(num_documents, dtype=bool)
-    is_held_out[drawn] = True
-    return np.flatnonzero(is_held_out), np.flatnonzero(~is_held_out)
+    is_held_out[chosen] = True
+    return np.flatnonzero(is_held_out), packing_order, np.flatnonzero(~is_held_out)
 
 
 def partition_labels(documents: Sequence[Document], partition: str, num_clients: int) -> list[str]:
@@ -444,7 +501,9 @@ def build_federated_data(
     )
     ids = special_ids(tokenizer)
     documents, resolved_format = load_documents(source, format)
-    held_out, pool = held_out_and_pool(len(documents), global_validation_fraction, seed)
+    held_out, held_out_order, pool = held_out_and_pool(
+        len(documents), global_validation_fraction, seed, group_labels(documents, GROUP_DEFAULT)
+    )
     labels = partition_labels([documents[i] for i in pool], partition, num_clients)
 
     encoded = encode_texts(tokenizer, [doc.text for doc in documents])
@@ -464,12 +523,16 @@ def build_federated_data(
     ]
 
     if held_out.size:
-        global_validation, _, _ = make_sequences(
-            [encoded[i] for i in held_out], seq_len, mode, ids, max_tokens_per_client,
+        global_validation, kept, _ = make_sequences(
+            [encoded[i] for i in held_out_order], seq_len, mode, ids, max_tokens_per_client,
             stream_rng(seed, GLOBAL_VALIDATION_STREAM, GLOBAL_VALIDATION_CAP_WORD),
         )
+        global_validation_order = held_out_order[kept]  # after the cap, still in packing order
     else:
         global_validation = SequenceSet.empty(seq_len)
+        global_validation_order = np.zeros(0, dtype=np.int64)
+    all_works = set(group_labels(documents, GROUP_DEFAULT))
+    covered = {documents[i].groups[GROUP_DEFAULT] for i in global_validation_order}
 
     settings = {
         "source": source,
@@ -482,11 +545,14 @@ def build_federated_data(
         "max_tokens_per_client": max_tokens_per_client,
         "documents_total": len(documents),
         "documents_global_validation": int(held_out.size),
+        "works_total": len(all_works),
     }
     return FederatedData(
         clients=clients,
         global_validation=global_validation,
         global_validation_documents=held_out,
+        global_validation_order=global_validation_order,
+        global_validation_works=sorted(covered),
         seq_len=seq_len,
         mode=mode,
         ids=ids,
