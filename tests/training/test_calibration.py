@@ -145,3 +145,19 @@ def test_calibrate_argument_errors(tmp_path):
     (tmp_path / "calibration.json").write_text(json.dumps({"schema": calibration.SCHEMA, "fit": None}))
     with pytest.raises(ConfigError, match="holds no fit"):
         load_calibration(tmp_path)
+
+
+def test_transfer_check_predicts_b_from_a_and_refuses_different_targets():
+    from fsllm_sim.training.transfer_check import transfer_report
+
+    def doc(tokens, target=4.3):
+        return {"unit": "tokens", "_path": "x", "tokens_per_round": 1024, "target": {"value": target},
+                "fit": {"a": 1000.0, "b": 4000.0, "c": 1.0},
+                "ranks": [{"rank": r, "tokens_to_target": {"mean": t, "ci95": None}, "censored_runs": 0, "runs": 2}
+                          for r, t in tokens.items()]}
+
+    report = transfer_report(doc({}), doc({1: 5000.0, 4: 4000.0}))
+    errors = {row["rank"]: row["relative_error"] for row in report["ranks"]}
+    assert errors[1] == pytest.approx(0.0) and errors[4] == pytest.approx(2000.0 / 4000.0 - 1.0)
+    with pytest.raises(ConfigError, match="targets differ"):
+        transfer_report(doc({}), doc({1: 5000.0}, target=4.0))
