@@ -126,7 +126,8 @@ def _scenario_profile(scenario, *, source, progress, model, echo) -> tuple[Split
             for k, r in enumerate(ranks):
                 f = split_flops(dims, s, r, b, L, targets)
                 fwd[i, k], bwd[i, k], srv[i, k] = f.client_forward, f.client_backward, f.server
-                act[i, k] = payload_bits(b * L * dims.d_model, tr.activation_precision)
+                act[i, k] = payload_bits(b * L * dims.d_model, tr.activation_precision, channels=dims.d_model,
+                                         outlier_rows=b)
                 # two tensors (A and B) per targeted module per block
                 adapter[i, k] = payload_bits(s * lora_params_per_block(dims, r, targets), tr.adapter_precision,
                                              2 * n_targets * s)

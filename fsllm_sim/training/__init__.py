@@ -7,7 +7,7 @@ Modules (by role in the protocol of ``shared/spec/system-model.md`` §1):
 * :mod:`.split`        client part (embedding + blocks 1..ℓ) and main-server part (blocks ℓ+1..J, norm, head,
                        loss) for the Llama and GPT-2 families;
 * :mod:`.lora`         peft LoRA config per family; per-client adapter states swapped into ONE frozen base;
-* :mod:`.wire`         wire precisions (fp32/fp16/bf16/int8) and payload bits;
+* :mod:`.wire`         wire precisions (fp32, fp16, bf16, int8 keeping outliers, int8-tensor) and payload bits;
 * :mod:`.messages`     Activation/Gradient/Adapter/Broadcast messages with real payload sizes;
 * :mod:`.client`       a client's phases: forward, backward, adapter upload, receive broadcast;
 * :mod:`.main_server`  the MS step (forward+loss+backward+update), SplitFed v1 / v2 server adapters;

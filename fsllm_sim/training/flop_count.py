@@ -394,7 +394,9 @@ def profile_table(model_name: str = "smollm2-135m", splits=None, ranks=(1, 2, 4,
     arrays = {k: np.zeros((S, R), dtype=np.int64) for k in (
         "client_forward_flops", "client_backward_flops", "server_flops", "server_forward_flops",
         "server_backward_flops", "activation_bits", "gradient_bits", "adapter_bits", "server_adapter_bits")}
-    s_a = payload_bits(batch_size * seq_len * lm.hidden_size, wire_precision)
+    # int8: per-channel scales over d channels, outlier rows assumed one per sequence (the first token)
+    s_a = payload_bits(batch_size * seq_len * lm.hidden_size, wire_precision, channels=lm.hidden_size,
+                       outlier_rows=batch_size)
     components = {}
     targets = None
     for j, r in enumerate(ranks):

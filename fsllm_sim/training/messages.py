@@ -7,10 +7,10 @@ times a transfer of ``payload_bits`` (plus ``side_bits`` where it models them) o
 =====================  ========================  ===========================  ================================
 message                from -> to, band          payload_bits                 side_bits
 =====================  ========================  ===========================  ================================
-ActivationMessage      client -> MS, s-band      S_a = b·L·d·q_a (+32 int8)   labels + attention mask:
+ActivationMessage      client -> MS, s-band      S_a = b·L·d·q_a + int8 side  labels + attention mask:
                                                                               b·L·(ceil(log2(V+1)) + 1)
 GradientMessage        MS -> client, downlink    S_g = b·L·d·q_g (= S_a)      0
-AdapterMessage         client -> FS, f-band      S_c = Σ numel·q_c (+32/tensor int8)  0
+AdapterMessage         client -> FS, f-band      S_c = Σ numel·q_c (+side, int8*)  0
 BroadcastMessage       FS -> clients, downlink   S_c                          0
 =====================  ========================  ===========================  ================================
 """

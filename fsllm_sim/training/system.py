@@ -183,11 +183,14 @@ class SplitFedSystem:
         return {c.client_id: c.num_samples for c in self.clients}
 
     def activation_bits(self, batch_size: int, seq_len: int) -> int:
-        """S_a = b·L·d·q_a (+32 for int8) — equals a real ActivationMessage's payload_bits."""
-        return payload_bits(batch_size * seq_len * self.model.hidden_size, self.activation_precision)
+        """S_a = b·L·d·q_a plus side information: a real ActivationMessage's payload_bits for every precision but
+        int8, where the outlier count is the wire module's assumption (the real message counts its own)."""
+        return payload_bits(batch_size * seq_len * self.model.hidden_size, self.activation_precision,
+                            channels=self.model.hidden_size, outlier_rows=batch_size)
 
     def gradient_bits(self, batch_size: int, seq_len: int) -> int:
-        return payload_bits(batch_size * seq_len * self.model.hidden_size, self.gradient_precision)
+        return payload_bits(batch_size * seq_len * self.model.hidden_size, self.gradient_precision,
+                            channels=self.model.hidden_size, outlier_rows=0, outlier_channels=0)
 
     def side_bits(self, batch_size: int, seq_len: int) -> int:
         return batch_size * seq_len * side_bits_per_token(self.model.vocab_size)

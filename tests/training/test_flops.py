@@ -88,7 +88,11 @@ def test_profile_int8_adapter_bits_count_the_scales(tmp_path):
                       adapter_precision="int8", model=lm, cache=tmp_path)
     numel = 2 * 2 * ((64 + 64) + (64 + 32))  # ℓ=2 blocks, r=2, q and v
     assert t.adapter_bits[0, 0] == payload_bits(numel, "int8", num_tensors=2 * 4)
-    assert t.activation_bits[0, 0] == B * L * 64 * 8 + 32
+    assert t.activation_bits[0, 0] == payload_bits(B * L * 64, "int8", channels=64, outlier_rows=B)
+    assert t.activation_bits[0, 0] > B * L * 64 * 8 + 32  # per-channel scales and fp16 outliers cost side bits
+    tensor = profile_table("tiny-llama", splits=[2], ranks=[2], batch_size=B, seq_len=L, wire_precision="int8-tensor",
+                           adapter_precision="int8-tensor", model=lm, cache=tmp_path)
+    assert tensor.activation_bits[0, 0] == B * L * 64 * 8 + 32
 
 
 def test_counts_are_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
