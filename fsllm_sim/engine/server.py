@@ -54,22 +54,27 @@ class MainServerResource(abc.ABC):
 
 @register("dedicated")
 class Dedicated(MainServerResource):
+    """Every request served at once at a fixed speed: f_s here."""
+
+    @property
+    def request_flops_per_s(self) -> float:
+        return self.flops_per_s
+
     def serve(self, start_work):
         start = self.env.now
         work = float(start_work())
-        yield self.env.timeout(work / self.flops_per_s)
+        yield self.env.timeout(work / self.request_flops_per_s)
         self.work_served_flops += work
         return start, self.env.now, work
 
 
 @register("partitioned")
-class Partitioned(MainServerResource):
-    def serve(self, start_work):
-        start = self.env.now
-        work = float(start_work())
-        yield self.env.timeout(work * self.num_clients / self.flops_per_s)
-        self.work_served_flops += work
-        return start, self.env.now, work
+class Partitioned(Dedicated):
+    """Client k's requests run on its own static slice f_s / K."""
+
+    @property
+    def request_flops_per_s(self) -> float:
+        return self.flops_per_s / self.num_clients
 
 
 @register("fifo")

@@ -1,9 +1,8 @@
-"""Fixtures of the engine tests (one torch thread, a small synthetic corpus)."""
+"""Fixtures of the engine tests: a small synthetic corpus (one torch thread and SmolLM2: tests/conftest.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 
 @pytest.fixture
@@ -18,20 +17,3 @@ def text_corpus(tmp_path):
         lines = [" ".join(rng.choice(words, size=rng.integers(5, 12))) + "." for _ in range(60)]
         (folder / f"doc{d:02d}.txt").write_text("\n".join(lines))
     return str(folder)
-
-
-@pytest.fixture(autouse=True, scope="package")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def smollm2_ready():
-    """Make sure the SmolLM2 safetensors cache exists (converts the GGUF once per machine)."""
-    from fsllm_sim.training.models import load_model
-
-    load_model("smollm2-135m")
-    return True
