@@ -6,6 +6,7 @@ returns a :class:`SimulationResult` with the trace, the rates the radio used and
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -82,12 +83,19 @@ class SimulationResult:
         durations = np.array([r.end_s - r.start_s for r in self.rounds])
         analytic = np.array([r.analytic_round_s for r in self.rounds])
         n_r = float(self.world.convergence.rounds(alloc.rank))
+        problem = self.world.problem
+        mean_gain = np.array([r.allocation.evaluate(dataclasses.replace(problem, rate_model="mean-gain")).round_time_s
+                              for r in self.rounds])
         out = {
             "allocation": alloc.label, "split": alloc.split, "rank": alloc.rank, **self.settings,
             "rounds_simulated": len(self.rounds), "simulated_s": self.simulated_s,
+            # the closed form with the problem's rates (solver.rates), and with mean-gain rates
+            "analytic_rates": problem.rate_model,
             "mean_round_s": float(durations.mean()), "mean_analytic_round_s": float(analytic.mean()),
-            # > 0: the fading-aware, contended simulation is slower than the mean-gain closed form
+            "mean_mean_gain_round_s": float(mean_gain.mean()),
+            # > 0: the fading-aware, contended simulation is slower than the closed form
             "round_gap_vs_analytic": float(durations.mean() / analytic.mean() - 1.0),
+            "round_gap_vs_mean_gain": float(durations.mean() / mean_gain.mean() - 1.0),
             "convergence": {"a": self.world.convergence.a, "b": self.world.convergence.b,
                             "c": self.world.convergence.c, "source": self.world.convergence.source},
             "rounds_to_target_model": n_r,

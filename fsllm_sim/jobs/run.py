@@ -131,7 +131,9 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
     echo(format_table(["round", "simulated s", "closed form s", "straggler"]
                       + (["train loss", "val loss"] if result.real else []), round_table))
     echo(f"mean round {summary['mean_round_s']:.4g} s simulated vs {summary['mean_analytic_round_s']:.4g} s closed form "
-         f"({100 * summary['round_gap_vs_analytic']:+.1f} %); N(r={summary['rank']}) = "
+         f"with {summary['analytic_rates']} rates ({100 * summary['round_gap_vs_analytic']:+.1f} %) and "
+         f"{summary['mean_mean_gain_round_s']:.4g} s with mean-gain rates ({100 * summary['round_gap_vs_mean_gain']:+.1f} %)"
+         f"; N(r={summary['rank']}) = "
          f"{summary['rounds_to_target_model']:.4g} rounds -> predicted {summary['analytic_time_to_target_s']:.4g} s")
     if result.real:
         reached = summary["simulated_time_to_target_s"]
