@@ -339,7 +339,9 @@ def _mean_ci(values: Sequence[float]) -> dict:
     from scipy.stats import t
 
     half = float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)], "n": int(v.size)}
+    # a token count is positive: the symmetric t interval is cut at 0 where a few seeds spread widely
+    return {"mean": float(v.mean()), "ci95": [max(0.0, float(v.mean() - half)), float(v.mean() + half)],
+            "n": int(v.size)}
 
 
 def _seed_value(base: int, index: int) -> int:
