@@ -89,11 +89,6 @@ class ObservedFading:
         self._last: dict[int, np.ndarray] = {}
         self._diffuse: dict[int, np.ndarray] = {}
         self._specular: dict[int, np.ndarray] = {}
-        self.blocks_drawn = 0
-
-    @property
-    def correlated(self) -> bool:
-        return self._factor is not None
 
     def _client_state(self, client: int):
         if client not in self._rng:
@@ -152,7 +147,6 @@ class ObservedFading:
         diffuse = lfilter([1.0], [1.0, -rho], x, axis=0) if n > 1 else x
         self._set(client, cols, first_block + n - 1, diffuse[-1])
         self._recent = (client, first_block, cols, diffuse)
-        self.blocks_drawn += n * cols.size
         if factor is not None:
             diffuse = diffuse[:, subs]
         return diffuse + self._specular[client][subs]
@@ -178,7 +172,6 @@ class ObservedFading:
         last[sub] = first_block + n - 1
         state[sub] = diffuse[-1, 0]
         self._recent = (client, first_block, cols, diffuse)
-        self.blocks_drawn += n
         return diffuse + self._specular[client][sub]
 
     def keep(self, client: int, block: int) -> None:

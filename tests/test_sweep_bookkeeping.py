@@ -23,14 +23,7 @@ from fsllm_sim.jobs.sweep import parse_assignment, run_sweep
 from fsllm_sim.rundir import run_status
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {
-    "model": {"name": "tiny-llama"},
-    "split": {"layer": 2},
-    "clients": {"count": 2},
-    "channel": {"s_band": {"subchannels": 4}, "f_band": {"subchannels": 2}},
-    "convergence": {"calibration": None, "a": 5.0, "b": 10.0, "c": 0.5},
-    "lora": {"rank": 2, "ranks": [1, 2]},
-}
+from test_sweep import BASE  # noqa: E402  (the same tiny base scenario)
 QUIET = {"profile_source": "analytic", "progress": False, "echo": lambda *_: None}
 
 

@@ -84,14 +84,9 @@ def overhead_benchmark() -> dict:
             "val_loss": [res.initial_val_loss, res.rounds[-1].metrics["val_loss"]]}
 
 
-def _vm_hwm_bytes():
-    from .training import _vm_hwm_bytes as hwm
-
-    return hwm()
-
-
 def memory_child(clients: int) -> None:
     from ..engine import simulate
+    from .training import peak_rss_bytes
 
     base = _scenario()
     channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=32),
@@ -102,7 +97,7 @@ def memory_child(clients: int) -> None:
                 evaluation=replace(base.evaluation, max_batches=1),
                 simulation=replace(base.simulation, rounds=1, training="real"))
     res = simulate(s, progress=False)
-    print(json.dumps({"clients": clients, "peak_rss_bytes": _vm_hwm_bytes(), "wall_s": res.wall_s}))
+    print(json.dumps({"clients": clients, "peak_rss_bytes": peak_rss_bytes(), "wall_s": res.wall_s}))
 
 
 def memory_benchmark(small: int = 1, large: int = 32) -> dict:

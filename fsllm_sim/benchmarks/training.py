@@ -83,7 +83,7 @@ def step_time_ratio(model_name: str, *, batch_size: int, seq_len: int, reps: int
             "ratio": ms / mu, "split_steps_per_s": 1.0 / ms, "unsplit_steps_per_s": 1.0 / mu}
 
 
-def _vm_hwm_bytes() -> int | None:
+def peak_rss_bytes() -> int | None:
     """Linux peak resident set size (VmHWM) of this process, resettable through /proc/self/clear_refs."""
     try:
         with open("/proc/self/status") as fh:
@@ -118,14 +118,14 @@ def _memory_child(model_name: str, num_clients: int, batch_size: int, seq_len: i
     gc.collect()
     # the load peak would hide the training phase: remember the peak so far, then reset the kernel's peak
     # counter so that the final VmHWM covers training only
-    setup_peak = _vm_hwm_bytes()
+    setup_peak = peak_rss_bytes()
     reset = _reset_vm_hwm()
     t0 = time.perf_counter()
     for k in range(num_clients):
         system.iteration(k, batch)
     system.finish_round()
     rep = system.memory_report()
-    train_peak = _vm_hwm_bytes()
+    train_peak = peak_rss_bytes()
     if setup_peak is not None and train_peak is not None:
         whole = max(setup_peak, train_peak)
     else:  # not Linux: ru_maxrss (may include the parent's peak, see the module doc)

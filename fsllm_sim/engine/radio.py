@@ -53,9 +53,6 @@ class Radio:
                 self._links[band, client] = (subs, np.asarray(power, dtype=float)[subs], bw[subs],
                                              float(mean_rates[client]))
 
-    def mean_gain_rate_bps(self, client: int, band: str) -> float:
-        return self._links[band, client][3]
-
     def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
         """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived."""
         subs, power, bw, mean_rate = self._links[band, client]
