@@ -134,12 +134,16 @@ class ConvergenceModel:
         return text
 
     def rounds(self, rank):
-        """N(r) for a rank or an array of ranks (a real number: expected rounds, not rounded)."""
+        """N(r) for a rank or an array of ranks (a real number: expected rounds, not rounded).
+
+        A token model is floored at one round: the adapters reach the federation (and the validation that
+        decides the target) only at a round's end, so a target met within the tokens of one round still costs
+        a whole round (:meth:`regime_warnings` says when the floor binds)."""
         rank_arr = np.asarray(rank, dtype=float)
         if np.any(rank_arr < 1):
             raise ConfigError(f"LoRA rank must be >= 1, got {rank}")
         n = convergence_rounds(rank_arr, self.a, self.b, self.c) * self.factor
-        return n if self.unit == "rounds" else n / self.tokens_per_round
+        return n if self.unit == "rounds" else np.maximum(n / self.tokens_per_round, MIN_ROUNDS)
 
     def tokens(self, rank):
         """T(r): training tokens to the target at the scenario's settings (the fit times ``factor``; a token
@@ -183,10 +187,20 @@ class ConvergenceModel:
                            f"{bs['exponent']:.3g} between {lo:g} and {hi:g} tokens per client step; the "
                            f"scenario's {step:g} (b L) is {where} that range, so the factor "
                            f"{self.batch_factor:.3g} applied to N(r) is an extrapolation")
+        if self.unit == "tokens":
+            ranks = sorted({int(r) for r in scenario.lora.ranks} | {int(scenario.lora.rank)})
+            floored = [r for r in ranks if float(self.tokens(r)) < MIN_ROUNDS * self.tokens_per_round]
+            if floored:
+                out.append(f"convergence: at rank(s) {', '.join(map(str, floored))} {self.source} reaches its target "
+                           f"within one round of the scenario ({self.tokens_per_round:g} tokens per round), so N(r) "
+                           f"is floored at 1 round and does not rank them (calibrate to a lower target, "
+                           f"calibration.target_rule, for a scenario with this many tokens per round)")
         return out
 
 
 BUILTIN_CALIBRATION = "builtin"
+
+MIN_ROUNDS = 1.0  # a token model's N(r) is at least one whole round
 
 
 def builtin_calibration_path():
