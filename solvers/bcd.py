@@ -66,26 +66,10 @@ from fsllm_sim.errors import SolverError
 from .allocation import (greedy_allocation, local_search, power_local_search, price_at, price_local_search,
                          priced_descent, priced_sum)
 from .power import BandSpec, PowerResult, RoundTerms, _transfer, bands_of, optimal_power
-from .problem import Problem, Solution, evaluate
+from .problem import Problem, Solution, evaluate, select_pairs  # select_pairs: re-exported
 
 BCD_OPTIONS = ("tol", "max_iter", "prune", "local_search", "max_local_moves", "init", "cache", "refine_rtol",
                "kicks", "seed")
-
-
-def select_pairs(problem: Problem, split: Optional[int] = None, rank: Optional[int] = None) -> list[tuple[int, int]]:
-    """Allowed (split, rank) pairs, restricted to the given split and/or rank (SolverError if none is left)."""
-    pairs = problem.candidate_pairs()
-    if split is not None:
-        pairs = [p for p in pairs if p[0] == int(split)]
-        if not pairs:
-            raise SolverError(f"split={split} is not allowed for this problem (profile splits "
-                              f"{problem.profile.splits.tolist()}, min_split={problem.min_split}, memory limits)")
-    if rank is not None:
-        pairs = [p for p in pairs if p[1] == int(rank)]
-        if not pairs:
-            raise SolverError(f"rank={rank} is not allowed with split={split} for this problem "
-                              f"(profile ranks {problem.profile.ranks.tolist()})")
-    return pairs
 
 
 def full_band_rates(band: BandSpec) -> np.ndarray:
@@ -131,7 +115,12 @@ def bcd_lower_bound(problem: Problem, split: Optional[int] = None, rank: Optiona
     ``pair_lower_bound`` over the allowed pairs. The optimum is attained at some allowed pair, and at
     that pair it is at least the pair's bound, hence at least the least of them. It costs two
     water-fillings, against minutes for the LP relaxation at K = 100; it is looser where the
-    bottleneck client shares its band (few subchannels per client), tight where it does not."""
+    bottleneck client shares its band (few subchannels per client), tight where it does not.
+    Under ``protocol: sl`` it is :func:`solvers.protocols.sl_lower_bound` (the round is a sum of turns)."""
+    if problem.protocol == "sl":
+        from .protocols import sl_lower_bound
+
+        return sl_lower_bound(problem, split, rank)
     return float(min(pair_bounds(problem, select_pairs(problem, split, rank)).values()))
 
 

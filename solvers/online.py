@@ -16,7 +16,8 @@ Choices, documented:
   allocation that is still good under the new gains is kept (fewer reassignments), the result is at
   least as good as the cold start's before perturbation (not necessarily after: the perturbations
   follow a different path), and the answer stays a pure function of (gains, previous decision): the
-  policy is deterministic.
+  policy is deterministic. Only under ``protocol: sfl``: sl has no assignment to keep, and fl's previous
+  solution reports its s-band empty.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class OnlinePolicy:
         last = self.last
         if last is not None and not self.reoptimise_split_rank:
             split, rank = last.split, last.rank
-        if (self.warm_start and self.method == "bcd" and last is not None
+        if (self.warm_start and self.method == "bcd" and last is not None and problem.protocol == "sfl"
                 and last.assign_s.shape == (problem.num_subchannels_s,)
                 and last.assign_f.shape == (problem.num_subchannels_f,)
                 and int(max(last.assign_s.max(), last.assign_f.max())) < problem.num_clients):

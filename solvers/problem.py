@@ -4,6 +4,18 @@
 objective of spec section 4 (via :mod:`fsllm_sim.delay`), so every method is judged by one function.
 Clients are indexed k = 0..K-1; an assignment is a vector over subchannels holding the client index
 that uses it, or -1 when it is unused (this encodes OFDMA exclusivity by construction).
+
+``protocol`` (docs/protocols.md) changes what an allocation is and how it is scored:
+
+* ``sfl`` (default): the above, scored by :func:`fsllm_sim.delay.delay_breakdown`.
+* ``sl``: one client is active at a time and holds every subchannel of both bands during its turn, so
+  no subchannel has a fixed owner: ``assign_s`` / ``assign_f`` hold ``ACTIVE_CLIENT`` everywhere and the
+  powers are K x M and K x N matrices (row k: client k's power on each subchannel during its turn, at most
+  min(P^max_k, P_total) per band). Scored by :func:`fsllm_sim.delay.sl_delay_breakdown`.
+* ``fl``: the profile is the unsplit model's (one split, J) and nothing is sent on the s-band; its
+  allocation is ignored (not checked; solutions report it empty). Scored by
+  :func:`fsllm_sim.delay.fl_delay_breakdown`. ``client_ids`` maps the problem's clients to the scenario's
+  when devices without the memory for the whole model were left out.
 """
 from __future__ import annotations
 
@@ -16,7 +28,7 @@ import numpy as np
 from channel_models.ergodic import ergodic_spectral_efficiency_rician
 from channel_models.ofdma import client_rates_bps
 from fsllm_sim.convergence import ConvergenceModel
-from fsllm_sim.delay import DelayBreakdown, delay_breakdown
+from fsllm_sim.delay import PROTOCOLS, DelayBreakdown, delay_breakdown, fl_delay_breakdown, sl_delay_breakdown
 from fsllm_sim.errors import SolverError
 from fsllm_sim.profiles import SplitRankProfile  # re-exported: solvers.problem.SplitRankProfile
 
@@ -24,6 +36,9 @@ from fsllm_sim.profiles import SplitRankProfile  # re-exported: solvers.problem.
 POWER_TOLERANCE = 1e-9
 
 RATE_MODELS = ("mean-gain", "ergodic")
+
+# sl: the subchannel belongs to whichever client is active (every subchannel, every turn).
+ACTIVE_CLIENT = -2
 
 
 def _vector(name: str, value, length: int, positive: bool = True) -> np.ndarray:
@@ -53,6 +68,11 @@ class Problem:
     the local search and the water-filling power control still work on mean-gain rates (the allocation of
     each candidate is planned for mean gains, then scored ergodically); lower bounds computed on mean-gain
     rates (bcd's, the relaxation's) stay valid lower bounds, since ergodic rates are never above them.
+
+    ``protocol`` (sfl | sl | fl, see the module docstring) chooses the allocation's form and the closed form;
+    ``client_ids`` (length K, default 0..K-1) are the scenario's indices of the problem's clients; ``notes``
+    are one-line facts about how the problem was built (fl: the devices left out), carried into every
+    :class:`Solution` that ``evaluate`` or ``solvers.solve`` returns.
     """
 
     gain_s: np.ndarray
@@ -75,6 +95,9 @@ class Problem:
     client_memory_limit_bytes: Optional[np.ndarray] = None
     rate_model: str = "mean-gain"
     rician_k_linear: Optional[np.ndarray] = None
+    protocol: str = "sfl"
+    client_ids: Optional[np.ndarray] = None
+    notes: tuple = ()
 
     def __post_init__(self):
         gain_s = np.asarray(self.gain_s, dtype=float)
@@ -85,10 +108,21 @@ class Problem:
         n = gain_f.shape[1]
         if k < 1:
             raise SolverError("the problem needs at least one client")
-        if k > m:
+        if self.protocol not in PROTOCOLS:
+            raise SolverError(f"protocol={self.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        # sl shares every subchannel in time; fl sends nothing on the s-band
+        if k > m and self.protocol == "sfl":
             raise SolverError(f"K={k} clients but only M={m} s-band subchannels: each client needs at least one")
-        if k > n:
+        if k > n and self.protocol != "sl":
             raise SolverError(f"K={k} clients but only N={n} f-band subchannels: each client needs at least one")
+        if self.protocol == "fl" and self.profile.splits.size != 1:
+            raise SolverError("protocol fl needs the unsplit profile (SplitRankProfile.unsplit(): one split, J), "
+                              f"got splits {self.profile.splits.tolist()}")
+        ids = np.arange(k) if self.client_ids is None else np.asarray(self.client_ids, dtype=int)
+        if ids.shape != (k,) or np.any(ids < 0) or np.unique(ids).size != k:
+            raise SolverError(f"client_ids must hold {k} distinct indices >= 0")
+        object.__setattr__(self, "client_ids", ids)
+        object.__setattr__(self, "notes", tuple(str(x) for x in self.notes))
         if np.any(~np.isfinite(gain_s)) or np.any(gain_s < 0) or np.any(~np.isfinite(gain_f)) or np.any(gain_f < 0):
             raise SolverError("gains must be finite and >= 0 (linear power gains, not dB)")
         object.__setattr__(self, "gain_s", gain_s)
@@ -173,8 +207,25 @@ class Problem:
         per_sub = bandwidth_hz[used] * ergodic_spectral_efficiency_rician(snr, k_fac[owner])
         return np.bincount(owner, weights=per_sub, minlength=k).astype(float)
 
+    def _sl_client_rates_bps(self, power_w, gain, bandwidth_hz) -> np.ndarray:
+        """sl: R_k = Σ_i B_i log2(1 + p_k,i G_k,i / (N0 B_i)) over every subchannel (row k of a K x S power
+        matrix), or its ergodic mean over each client's fading law."""
+        power = np.asarray(power_w, dtype=float)
+        snr = power * gain / (self.noise_psd_w_per_hz * bandwidth_hz[None, :])
+        if self.rate_model == "ergodic":
+            k_fac = np.zeros(self.num_clients) if self.rician_k_linear is None else self.rician_k_linear
+            per_sub = bandwidth_hz[None, :] * ergodic_spectral_efficiency_rician(snr, k_fac[:, None])
+        else:
+            per_sub = bandwidth_hz[None, :] * np.log2(1.0 + snr)
+        return per_sub.sum(axis=1)
+
     def rates(self, assign_s, power_s_w, assign_f, power_f_w) -> tuple[np.ndarray, np.ndarray]:
-        """Client rates (R^s_k, R^f_k) in bit/s for an allocation on both bands (per ``rate_model``)."""
+        """Client rates (R^s_k, R^f_k) in bit/s for an allocation on both bands (per ``rate_model``).
+
+        sl: each client's rates while it is active, from its row of the power matrices."""
+        if self.protocol == "sl":
+            return (self._sl_client_rates_bps(power_s_w, self.gain_s, self.bandwidth_s_hz),
+                    self._sl_client_rates_bps(power_f_w, self.gain_f, self.bandwidth_f_hz))
         if self.rate_model == "ergodic":
             return (self._ergodic_client_rates_bps(assign_s, power_s_w, self.gain_s, self.bandwidth_s_hz),
                     self._ergodic_client_rates_bps(assign_f, power_f_w, self.gain_f, self.bandwidth_f_hz))
@@ -185,8 +236,33 @@ class Problem:
         return r_s, r_f
 
     def breakdown(self, split: int, rank: int, rate_s_bps, rate_f_bps) -> DelayBreakdown:
-        """Round-time breakdown given client rates on both bands (the objective's core)."""
+        """Round-time breakdown given client rates on both bands (the objective's core), per ``protocol``."""
         c = self.costs(split, rank)
+        if self.protocol == "sl":
+            return sl_delay_breakdown(
+                local_iterations=int(self.local_iterations),
+                client_forward_flops=c["client_forward_flops"],
+                client_backward_flops=c["client_backward_flops"],
+                server_flops=c["server_flops"],
+                activation_bits=c["activation_bits"],
+                adapter_bits=c["adapter_bits"],
+                device_flops_per_s=self.device_flops_per_s,
+                server_flops_per_s=self.server_flops_per_s,
+                uplink_s_rate_bps=rate_s_bps,
+                downlink_rate_bps=self.downlink_rate_bps,
+                uplink_f_rate_bps=rate_f_bps,
+            )
+        if self.protocol == "fl":
+            return fl_delay_breakdown(
+                local_iterations=int(self.local_iterations),
+                forward_flops=c["client_forward_flops"],
+                backward_flops=c["client_backward_flops"],
+                adapter_bits=c["adapter_bits"],
+                device_flops_per_s=self.device_flops_per_s,
+                uplink_f_rate_bps=rate_f_bps,
+                aggregation_time_s=self.aggregation_time_s,
+                broadcast_rate_bps=self.broadcast_rate_bps,
+            )
         return delay_breakdown(
             local_iterations=int(self.local_iterations),
             client_forward_flops=c["client_forward_flops"],
@@ -260,13 +336,45 @@ class Solution:
         return json.dumps(self.to_dict(timing=timing), indent=2, allow_nan=True)
 
 
-def check_allocation(problem: Problem, assign_s, power_s_w, assign_f, power_f_w) -> None:
-    """Raise SolverError unless the allocation satisfies every constraint of spec section 5."""
+def _check_sl_allocation(problem: Problem, assign_s, power_s_w, assign_f, power_f_w) -> None:
+    """sl: every subchannel is the active client's; row k of the power matrix is client k's during its turn,
+    within its cap and (alone on the band) within the band's total cap."""
     k = problem.num_clients
     for band, assign, power, m, cap in (
         ("s", assign_s, power_s_w, problem.num_subchannels_s, problem.p_total_s_w),
         ("f", assign_f, power_f_w, problem.num_subchannels_f, problem.p_total_f_w),
     ):
+        assign = np.asarray(assign)
+        power = np.asarray(power, dtype=float)
+        if assign.shape != (m,) or np.any(assign != ACTIVE_CLIENT):
+            raise SolverError(f"protocol sl: assign_{band} must hold {ACTIVE_CLIENT} (the active client's) on all "
+                              f"{m} subchannels")
+        if power.shape != (k, m):
+            raise SolverError(f"protocol sl: power_{band}_w must be a K x {m} = {k} x {m} matrix (row k: client k's "
+                              f"powers during its turn), got shape {power.shape}")
+        if np.any(~np.isfinite(power)) or np.any(power < 0):
+            raise SolverError(f"power_{band}_w must be finite and >= 0")
+        per_client = power.sum(axis=1)
+        limit = problem.p_max_w if cap is None else np.minimum(problem.p_max_w, cap)
+        if np.any(per_client <= 0):
+            raise SolverError(f"client {int(np.argmin(per_client))} has no power on the {band}-band")
+        over = per_client > limit * (1 + POWER_TOLERANCE)
+        if np.any(over):
+            i = int(np.argmax(over))
+            raise SolverError(f"client {i} uses {per_client[i]:.6g} W on the {band}-band, above its cap "
+                              f"{limit[i]:.6g} W")
+
+
+def check_allocation(problem: Problem, assign_s, power_s_w, assign_f, power_f_w) -> None:
+    """Raise SolverError unless the allocation satisfies every constraint of spec section 5 (per protocol:
+    sl's time-shared bands, and fl's s-band, which carries nothing and is not checked)."""
+    if problem.protocol == "sl":
+        _check_sl_allocation(problem, assign_s, power_s_w, assign_f, power_f_w)
+        return
+    k = problem.num_clients
+    bands = (("s", assign_s, power_s_w, problem.num_subchannels_s, problem.p_total_s_w),
+             ("f", assign_f, power_f_w, problem.num_subchannels_f, problem.p_total_f_w))
+    for band, assign, power, m, cap in bands[1:] if problem.protocol == "fl" else bands:
         assign = np.asarray(assign)
         power = np.asarray(power, dtype=float)
         if assign.shape != (m,) or power.shape != (m,):
@@ -299,6 +407,7 @@ def evaluate(problem: Problem, split: int, rank: int, assign_s, power_s_w, assig
     bd = problem.breakdown(split, rank, r_s, r_f)
     rounds = float(problem.convergence.rounds(rank))
     return Solution(
+        notes=list(problem.notes),
         objective_s=rounds * bd.round_s,
         round_time_s=bd.round_s,
         rounds=rounds,
@@ -311,3 +420,19 @@ def evaluate(problem: Problem, split: int, rank: int, assign_s, power_s_w, assig
         breakdown=bd,
         method=method,
     )
+
+
+def select_pairs(problem: Problem, split: Optional[int] = None, rank: Optional[int] = None) -> list[tuple[int, int]]:
+    """Allowed (split, rank) pairs, restricted to the given split and/or rank (SolverError if none is left)."""
+    pairs = problem.candidate_pairs()
+    if split is not None:
+        pairs = [p for p in pairs if p[0] == int(split)]
+        if not pairs:
+            raise SolverError(f"split={split} is not allowed for this problem (profile splits "
+                              f"{problem.profile.splits.tolist()}, min_split={problem.min_split}, memory limits)")
+    if rank is not None:
+        pairs = [p for p in pairs if p[1] == int(rank)]
+        if not pairs:
+            raise SolverError(f"rank={rank} is not allowed with split={split} for this problem "
+                              f"(profile ranks {problem.profile.ranks.tolist()})")
+    return pairs

@@ -9,7 +9,7 @@ rest works without them and a missing optional dependency (gurobipy) costs nothi
 ``solve`` times the call, checks that a fixed split/rank was respected, re-scores the returned allocation
 with :func:`solvers.problem.evaluate` (constraints included) and insists the objectives agree to 1e-9
 relative, so no method can report a number its allocation does not achieve. Only certified methods may
-say "optimal".
+say "optimal". Under ``protocol: sl`` and ``fl`` the methods are mapped as :mod:`solvers.protocols` says.
 """
 from __future__ import annotations
 
@@ -89,8 +89,18 @@ def solve(problem: Problem, method: str = DEFAULT_METHOD, split: Optional[int] =
         raise SolverError(f"solve() needs a solvers.Problem, got {type(problem).__name__}")
     fn = get_method(method)
     start = time.perf_counter()
-    sol = fn(problem, split=split, rank=rank, **options)
+    if problem.protocol == "sl":  # nothing to allocate but split and rank: see solvers.protocols
+        from .protocols import solve_sl
+
+        sol = solve_sl(problem, split=split, rank=rank, method=method, **options)
+    else:
+        sol = fn(problem, split=split, rank=rank, **options)
+    if problem.protocol == "fl" and sol.status != "lower_bound":
+        from .protocols import without_s_band
+
+        sol = without_s_band(problem, sol)
     wall = time.perf_counter() - start
+    sol.notes[:0] = [n for n in problem.notes if n not in sol.notes]  # how the problem was built (fl: exclusions)
     if split is not None and sol.split != int(split):
         raise SolverError(f"method {method!r} returned split={sol.split}, but split={split} was fixed")
     if rank is not None and sol.rank != int(rank):

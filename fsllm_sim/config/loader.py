@@ -571,4 +571,6 @@ def problem_fingerprint(s: Scenario) -> str:
     import json
 
     data = {k: v for k, v in scenario_to_dict(s).items() if k not in NOT_PROBLEM_SECTIONS}
+    if data.get("protocol") == "sfl":
+        del data["protocol"]  # the default protocol keeps the fingerprints made before the field existed
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]

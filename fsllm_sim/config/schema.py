@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..delay import SERVER_DISCIPLINES
+from ..delay import PROTOCOLS, SERVER_DISCIPLINES
 from .fields import param, section
 
 GIB = 1024 ** 3
@@ -330,6 +330,14 @@ class Scenario:
                                  "A-Z a-z 0-9 . _ -, not starting with '.'.")
     seed: int = param(1, "Root seed: every random stream (placement, LOS, shadowing, fading, devices, data, "
                          "training) is derived from it.", ge=0, le=2 ** 32 - 1)
+    protocol: str = param("sfl", "Training protocol: sfl (split federated: K clients in parallel, FedAvg of the "
+                                 "client adapters), sl (vanilla split learning: one client at a time, holding every "
+                                 "subchannel of both bands and the whole server, the client adapter handed on "
+                                 "through the federated server; no FedAvg) or fl (federated LoRA without a split: "
+                                 "the whole model on each device, adapters of all J blocks on the f-band; devices "
+                                 "whose memory cannot hold the model take no part). Delay expressions: "
+                                 "docs/protocols.md. fl needs simulation.training: analytic.",
+                          choices=PROTOCOLS)
     clients: ClientsConfig = section(ClientsConfig, "The edge clients.")
     channel: ChannelConfig = section(ChannelConfig, "The wireless channel and its bands.")
     devices: DevicesConfig = section(DevicesConfig, "Client devices.")

@@ -21,6 +21,7 @@ import solvers
 from channel_models import water_filling_power_w_batched
 from solvers.baselines import equal_assignment
 from solvers.problem import Problem, Solution, check_allocation
+from solvers.protocols import sl_allocation
 
 from ..errors import ConfigError
 from ..seeding import stream_seed
@@ -84,13 +85,32 @@ def water_filled_powers(assign: np.ndarray, gain: np.ndarray, bandwidth_hz: np.n
 
 
 def equal_share(problem: Problem, split: int, rank: int) -> Allocation:
-    """Equal subchannel counts (interleaved over the band) with water-filled power on both bands."""
+    """Equal subchannel counts (interleaved over the band) with water-filled power on both bands.
+
+    Per protocol: under sl each client, during its turn, water-fills its budget over every subchannel of
+    both bands (there is nothing to share: that is sl's allocation); under fl the s-band stays empty and the
+    split is J whatever ``split`` says (:func:`protocol_split`)."""
+    split = protocol_split(problem, split)
+    if problem.protocol == "sl":
+        return Allocation(int(split), int(rank), *sl_allocation(problem), EQUAL_SHARE)
     k = problem.num_clients
+    if problem.protocol == "fl":
+        a_f = equal_assignment(k, problem.num_subchannels_f)
+        p_f = water_filled_powers(a_f, problem.gain_f, problem.bandwidth_f_hz, problem.noise_psd_w_per_hz,
+                                  problem.p_max_w)
+        a_s, p_s = np.full(problem.num_subchannels_s, -1), np.zeros(problem.num_subchannels_s)  # nothing on s
+        return Allocation(int(split), int(rank), a_s, p_s, a_f, p_f, EQUAL_SHARE)
     a_s = equal_assignment(k, problem.num_subchannels_s)
     a_f = equal_assignment(k, problem.num_subchannels_f)
     p_s = water_filled_powers(a_s, problem.gain_s, problem.bandwidth_s_hz, problem.noise_psd_w_per_hz, problem.p_max_w)
     p_f = water_filled_powers(a_f, problem.gain_f, problem.bandwidth_f_hz, problem.noise_psd_w_per_hz, problem.p_max_w)
     return Allocation(int(split), int(rank), a_s, p_s, a_f, p_f, EQUAL_SHARE)
+
+
+def protocol_split(problem: Problem, scenario_split: int) -> int:
+    """The split an allocation uses: the scenario's, except under fl, where the whole model is on the device
+    (the profile's one split, J)."""
+    return int(problem.profile.splits[0]) if problem.protocol == "fl" else int(scenario_split)
 
 
 def load_solution(path: str | Path, problem: Problem, fingerprint: str | None = None) -> Allocation:
@@ -111,6 +131,10 @@ def load_solution(path: str | Path, problem: Problem, fingerprint: str | None = 
     made_for_k = data.get("num_clients") if isinstance(data, dict) else None
     if made_for_k is not None and made_for_k != problem.num_clients:
         raise ConfigError(f"{where}: made for K={made_for_k} clients, the scenario has K={problem.num_clients}")
+    made_for_protocol = data.get("protocol", "sfl") if isinstance(data, dict) else "sfl"
+    if made_for_protocol != problem.protocol:
+        raise ConfigError(f"{where}: made for protocol {made_for_protocol}, the scenario has protocol "
+                          f"{problem.protocol}")
     if arrays["assign_s"].shape != (problem.num_subchannels_s,) or arrays["assign_f"].shape != (problem.num_subchannels_f,):
         raise ConfigError(f"{where}: made for {arrays['assign_s'].size}+{arrays['assign_f'].size} subchannels, the "
                           f"scenario has {problem.num_subchannels_s}+{problem.num_subchannels_f} (K="
@@ -178,6 +202,10 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
     kind = policy if policy is not None else scenario.simulation.policy
     if kind not in ("static", "online"):
         raise ConfigError(f"policy={kind!r} is not one of static, online")
+    if isinstance(spec, Allocation):  # solved by the caller (a sweep's fixed-split method): run it as it is
+        if kind == "online":
+            raise ConfigError("policy online: re-solves every round; give a method name, not an allocation")
+        return StaticPolicy(spec)
     if kind == "online":
         method = "bcd" if spec == EQUAL_SHARE else spec
         if method not in solvers.METHODS:

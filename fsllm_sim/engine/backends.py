@@ -17,9 +17,16 @@ on this host and scales it by host speed / device speed. The forward's duration 
 simulated forward, before the iteration runs: measured timing therefore runs the forward once more
 there on the same batch and discards its graph (host time only; the simulated times and the results
 are unaffected).
+
+Under ``protocol: sl`` the engine also calls :meth:`AnalyticBackend.begin_turn` / ``end_turn`` around each
+client's turn: the real backend hands the client adapter on (client k uploads it at the adapter precision,
+the next client loads what arrived), trains one server adapter in turn order (SplitFed-V2's shared adapter:
+``training.server_mode`` does not apply) and, at the round's end, makes the last client's adapter the global
+one for evaluation (no FedAvg).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -65,6 +72,12 @@ class AnalyticBackend:
         f = self.costs["client_backward_flops"]
         return f, f / device_flops_per_s
 
+    def begin_turn(self, k: int) -> None:
+        """sl: client k's turn starts (the handed-on adapter has arrived)."""
+
+    def end_turn(self, k: int) -> None:
+        """sl: client k's turn ends (its adapter has been uploaded for the next client)."""
+
     def finish_round(self, round_index: int) -> dict:
         return {}
 
@@ -77,6 +90,13 @@ class TorchBackend(AnalyticBackend):
     def __init__(self, problem, scenario, *, timing: str = "flops", host_flops_per_s: float | None = None,
                  progress: bool = True, echo=print):
         super().__init__(problem)
+        self.protocol = problem.protocol
+        if self.protocol == "fl":
+            raise ConfigError("protocol: fl runs with simulation.training: analytic only (real training of the "
+                              "unsplit model is not implemented); set simulation.training: analytic or pass "
+                              "--training analytic")
+        self._handed = None  # sl: the adapter message on its way to the next client
+        self._last_upload = None  # sl: the last client's upload of the round
         self.scenario = scenario
         self.timing = timing
         self.host_flops_per_s = host_flops_per_s
@@ -113,7 +133,10 @@ class TorchBackend(AnalyticBackend):
         self.validation = validation_set(data)
         self.data = data  # per-client held-out sequences for _evaluate
         torch.manual_seed(cfg.seed)  # LoRA dropout stream, as the in-process driver does
-        self.system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
+        system_config = cfg.system_config()
+        if self.protocol == "sl":  # one server adapter, trained in turn order
+            system_config = dataclasses.replace(system_config, server_mode="v2")
+        self.system = SplitFedSystem(model, system_config, data=data, batch_size=cfg.batch_size)
         self.config = cfg
         self.initial_val_loss = self._evaluate()
         # model loading, data and the initial evaluation happen once, before the rounds: not engine overhead
@@ -187,8 +210,25 @@ class TorchBackend(AnalyticBackend):
             duration = self._scaled(wall, device_flops_per_s)
         return flops, duration
 
+    def begin_turn(self, k: int) -> None:
+        if self._handed is not None:
+            self._timed(self.system.clients[k].receive_broadcast, self._handed)
+
+    def end_turn(self, k: int) -> None:
+        from ..training.messages import BroadcastMessage
+
+        up, _ = self._timed(self.system.clients[k].adapter_upload)
+        self._last_upload = up
+        self._handed = BroadcastMessage(round=self.system.round, state=up.state, precision=up.precision,
+                                        payload_bits=up.payload_bits, contributors=[k])
+
     def finish_round(self, round_index: int) -> dict:
-        self._timed(self.system.finish_round)
+        if self.protocol == "sl":
+            # no FedAvg: the adapter the last client handed on is the round's client adapter
+            self.system.fed_server.receive(self._last_upload)
+            self._timed(self.system.aggregate)
+        else:
+            self._timed(self.system.finish_round)
         losses, self._losses = self._losses, []
         val_loss = self._evaluate()
         return {"train_loss": sum(losses) / len(losses) if losses else math.nan, "val_loss": val_loss,

@@ -97,7 +97,9 @@ class SimulationResult:
             "round_gap_vs_analytic": float(durations.mean() / analytic.mean() - 1.0),
             "round_gap_vs_mean_gain": float(durations.mean() / mean_gain.mean() - 1.0),
             "convergence": {"a": self.world.convergence.a, "b": self.world.convergence.b,
-                            "c": self.world.convergence.c, "source": self.world.convergence.source},
+                            "c": self.world.convergence.c, "source": self.world.convergence.source,
+                            "factor": self.world.convergence.factor,
+                            "description": self.world.convergence.description},
             "rounds_to_target_model": n_r,
             "analytic_time_to_target_s": n_r * float(analytic[0]),
             "events": self.events, "wall_s": self.wall_s,
@@ -126,6 +128,13 @@ def _target_loss(scenario) -> float | None:
     return float(value) if value is not None else None
 
 
+def _discipline(protocol: str, discipline: str) -> str:
+    """The main server's discipline in the engine. Under sl one client is served at a time, so its static
+    slice is the whole server: partitioned serves at f_s (dedicated), as the closed form assumes;
+    processor-sharing serves a lone request at f_s too; fifo keeps its workers of f_s / c."""
+    return "dedicated" if protocol == "sl" and discipline == "partitioned" else discipline
+
+
 def simulate(scenario, *, allocation: str | None = None, training: str | None = None, rounds: int | None = None,
              policy: str | None = None, timing: str | None = None, profile_source: str = "counted",
              record_channel: bool | None = None, progress: bool = False, echo=print, world: World | None = None,
@@ -148,6 +157,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
         raise ConfigError("simulation.timing=measured needs training: real (analytic training runs no op to time)")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 1_000_000:
         raise ConfigError(f"--rounds {rounds!r} is invalid; allowed: an integer from 1 to 1000000")
+    kind = getattr(scenario, "protocol", "sfl")
 
     if world is None:
         world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
@@ -162,9 +172,10 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
 
     sim_env = simpy.Environment(initial_time=0.0)
     srv = scenario.server
-    server = make_server(sim_env, srv.discipline, srv.flops_per_s, world.num_clients, srv.workers)
+    server = make_server(sim_env, _discipline(kind, srv.discipline), srv.flops_per_s, problem.num_clients,
+                         srv.workers)
     radio = Radio(world.env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,
-                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record)
+                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record, client_ids=problem.client_ids)
     trace = Trace()
 
     if not pol.needs_gains:
@@ -175,7 +186,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=rounds * world.num_clients * scenario.training.local_iterations, unit="it",
+        bar = tqdm(total=rounds * problem.num_clients * scenario.training.local_iterations, unit="it",
                    desc=f"{scenario.name}: simulating", leave=False)
     initial = backend.initial_val_loss
     status = {"round": 1, "t_sim": "0s", "val_loss": "-" if math.isnan(initial) else f"{initial:.4f}"}
@@ -193,10 +204,11 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
             on_round_end(record_)
 
     protocol = Protocol(sim_env, radio=radio, server=server, backend=backend, trace=trace, policy=pol,
-                        problem=problem, device_flops_per_s=world.fleet.flops_per_s,
+                        problem=problem, device_flops_per_s=problem.device_flops_per_s,
                         local_iterations=scenario.training.local_iterations,
                         aggregation_s=problem.aggregation_time_s, rounds=rounds, on_round_end=round_done,
-                        on_iteration=iteration_done if bar is not None else None)
+                        on_iteration=iteration_done if bar is not None else None, kind=kind,
+                        client_ids=problem.client_ids)
     setup_before_s = backend.setup_wall_s
     wall_start = time.perf_counter()
     protocol.start()
@@ -215,10 +227,14 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     # an online policy prepares the real model inside the loop (at its first decision): not engine overhead
     wall = time.perf_counter() - wall_start - (backend.setup_wall_s - setup_before_s)
     notes = list(world.warnings) + sorted({r.allocation.note for r in protocol.records if r.allocation.note})
+    if training == "real" and kind == "sl" and scenario.training.server_mode != "v2":
+        notes.append(f"protocol sl: one server-side adapter trained in turn order (training.server_mode="
+                     f"{scenario.training.server_mode} does not apply)")
     if training == "real" and timing == "measured":
         notes.append(f"timing measured: host {backend.host_flops_per_s:.4g} FLOP/s; a device of f_k FLOP/s takes "
                      f"wall x {backend.host_flops_per_s:.4g} / f_k")
-    settings = {"training": training, "timing": timing, "policy": policy or sim_cfg.policy,
+    settings = {**({} if kind == "sfl" else {"protocol": kind}),
+                "training": training, "timing": timing, "policy": policy or sim_cfg.policy,
                 "server_discipline": srv.discipline, "server_workers": srv.workers,
                 "fading": bool(world.env.fading_enabled), "block_s": world.env.block_s,
                 "host_flops_per_s": backend.host_flops_per_s}

@@ -10,7 +10,7 @@ import csv
 import io
 
 PHASES = ("forward", "uplink", "server_wait", "server", "downlink", "backward", "adapter_upload", "aggregation",
-          "broadcast")
+          "broadcast", "adapter_download")  # adapter_download: sl's hand-off, relayed to the next client
 TRACE_COLUMNS = ("round", "iteration", "client", "phase", "start_s", "end_s", "bits", "flops")
 CHANNEL_COLUMNS = ("client", "band", "start_s", "end_s", "rate_bps")
 ROUND_COLUMNS = ("round", "start_s", "end_s", "duration_s", "straggler", "analytic_round_s")

@@ -28,7 +28,8 @@ class World:
     profile_meta: dict
     convergence: ConvergenceModel
     problem: Problem  # large-scale gains; rates per scenario.solver.rates (mean-gain | ergodic): spec section 4
-    warnings: tuple = ()  # one line each: where the scenario leaves the regime its models were measured in
+    warnings: tuple = ()  # one line each: where the scenario leaves the regime its models were measured in,
+    # and the problem's notes (protocol fl: the devices left out for lack of memory)
 
     @property
     def num_clients(self) -> int:
@@ -42,8 +43,9 @@ def build_world(scenario, *, profile_source: str = "counted", progress: bool = T
     convergence = load_convergence(scenario)
     profile, meta = scenario_profile(scenario, source=profile_source, progress=progress, echo=echo)
     problem = build_problem(scenario, env, fleet, profile, convergence)
-    return World(scenario, env, fleet, profile, meta, convergence, problem,
-                 tuple(convergence.regime_warnings(scenario)))
+    # the problem's convergence model: under fl with devices left out, a round trains fewer tokens
+    return World(scenario, env, fleet, profile, meta, problem.convergence, problem,
+                 tuple(convergence.regime_warnings(scenario)) + problem.notes)
 
 
 def print_warnings(world: World) -> None:

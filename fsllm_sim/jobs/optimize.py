@@ -26,7 +26,7 @@ from plots import plot_delay_breakdown
 
 from ..engine import build_world
 from ..engine.world import print_warnings
-from ..engine.allocation import TIME_LIMITED_METHODS, solver_options
+from ..engine.allocation import TIME_LIMITED_METHODS, protocol_split, solver_options
 from ..engine.radio import Radio
 from ..config import problem_fingerprint
 from ..errors import ConfigError
@@ -107,9 +107,10 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
         echo(f"note: {note}")
 
     rows = [] if is_bound else [("optimised", best)]
+    scenario_split = protocol_split(problem, scenario.split.layer)  # fl: the whole model, J
     if baselines:
         for label, m, fix_split, fix_rank, opts in COMPARISONS:
-            sol = solvers.solve(problem, method=m, split=scenario.split.layer if fix_split else None,
+            sol = solvers.solve(problem, method=m, split=scenario_split if fix_split else None,
                                 rank=scenario.lora.rank if fix_rank else None,
                                 **{**solver_options(scenario, m), **opts})
             timing["solver_wall_s"][label] = sol.wall_time_s
@@ -138,9 +139,9 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
     bd = best.breakdown
     client_rows = []
     for k in range(problem.num_clients):
-        on_s, on_f = best.assign_s == k, best.assign_f == k
-        client_rows.append([k, int(on_s.sum()), float(best.power_s_w[on_s].sum()), int(on_f.sum()),
-                            float(best.power_f_w[on_f].sum()), float(bd.client_forward_s[k] + bd.client_backward_s[k]),
+        (n_s, p_s), (n_f, p_f) = _band_use(best.assign_s, best.power_s_w, k), _band_use(best.assign_f, best.power_f_w, k)
+        client_rows.append([int(problem.client_ids[k]), n_s, p_s, n_f, p_f,
+                            float(bd.client_forward_s[k] + bd.client_backward_s[k]),
                             float(bd.uplink_s[k]), float(bd.server_compute_s[k]), float(bd.downlink_s[k]),
                             float(bd.adapter_upload_s[k]), float(bd.client_round_s[k])])
     echo(format_table(["k", "#s", "P_s W", "#f", "P_f W", "t_comp s", "t_up s", "t_srv s", "t_dn s", "t_adapt s",
@@ -163,8 +164,9 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
              f"(slow on large problems, refused above K*M = {MAX_RELAXATION_SIZE})")
 
     # K and the problem's fingerprint travel with the allocation, so `run --allocation` can check them
+    protocol = {} if problem.protocol == "sfl" else {"protocol": problem.protocol}
     atomic_write_json(run_dir / "solution.json", {**best.to_dict(timing=False), "num_clients": problem.num_clients,
-                                                  "problem_fingerprint": problem_fingerprint(scenario)})
+                                                  "problem_fingerprint": problem_fingerprint(scenario), **protocol})
     atomic_write_csv(run_dir / "comparison.csv", comparison)
     atomic_write_json(run_dir / "results.json", {"profile": meta, "solution": best.to_dict(timing=False),
                                                  "lower_bound_s": lower["lower_bound_s"], "lower_bound": lower,
@@ -176,6 +178,15 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
          f"--allocation {run_dir / 'solution.json'}`)")
     mark_complete(run_dir)
     return run_dir
+
+
+def _band_use(assign, power_w, k: int) -> tuple[int, float]:
+    """(subchannels, total power [W]) of client k on one band; sl: its row of the power matrix."""
+    power = np.asarray(power_w, dtype=float)
+    if power.ndim == 2:
+        return int(np.sum(power[k] > 0)), float(power[k].sum())
+    on = np.asarray(assign) == k
+    return int(on.sum()), float(power[on].sum())
 
 
 def _report_bound(scenario, method, bound, rows, run_dir: Path, meta, timing, echo) -> Path:

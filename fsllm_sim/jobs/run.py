@@ -34,28 +34,31 @@ def client_rows(result: SimulationResult) -> list[dict]:
     k = world.num_clients
     bits = {ph: np.zeros(k) for ph in ("uplink", "adapter_upload")}
     busy = {ph: np.zeros(k) for ph in ("forward", "backward", "uplink", "server_wait", "server", "downlink",
-                                       "adapter_upload")}
+                                       "adapter_upload", "adapter_download")}
     for _, _, client, phase, start, end, b, _ in result.trace.rows:
         if client >= 0:
             busy[phase][client] += end - start
             if phase in bits:
                 bits[phase][client] += b
     r_s, r_f = world.problem.rates(alloc.assign_s, alloc.power_s_w, alloc.assign_f, alloc.power_f_w)
+    # the problem's index of each scenario client (protocol fl leaves out devices without the memory)
+    index = {int(c): i for i, c in enumerate(world.problem.client_ids)}
     n_rounds = len(result.rounds)
     rows = []
     for c in range(k):
         up, upload = busy["uplink"][c], busy["adapter_upload"][c]
+        i = index.get(c)
         rows.append({
             "client": c,
             "distance_m": float(env.distance_2d_m[c]),
             "los": bool(env.los[c]),
             "mean_snr_db": float(env.mean_snr_db("s")[c]),
-            "subchannels_s": int(np.sum(alloc.assign_s == c)),
-            "subchannels_f": int(np.sum(alloc.assign_f == c)),
+            "subchannels_s": _subchannels(alloc.assign_s, alloc.power_s_w, i),
+            "subchannels_f": _subchannels(alloc.assign_f, alloc.power_f_w, i),
             "device_tflops": float(fleet.flops_per_s[c] / 1e12),
-            "mean_gain_rate_s_mbps": float(r_s[c] / 1e6),
+            "mean_gain_rate_s_mbps": float(r_s[i] / 1e6) if i is not None else math.nan,
             "simulated_rate_s_mbps": float(bits["uplink"][c] / up / 1e6) if up > 0 else math.nan,
-            "mean_gain_rate_f_mbps": float(r_f[c] / 1e6),
+            "mean_gain_rate_f_mbps": float(r_f[i] / 1e6) if i is not None else math.nan,
             "simulated_rate_f_mbps": float(bits["adapter_upload"][c] / upload / 1e6) if upload > 0 else math.nan,
             "compute_s_per_round": float((busy["forward"][c] + busy["backward"][c]) / n_rounds),
             "uplink_s_per_round": float(up / n_rounds),
@@ -63,9 +66,21 @@ def client_rows(result: SimulationResult) -> list[dict]:
             "server_s_per_round": float(busy["server"][c] / n_rounds),
             "downlink_s_per_round": float(busy["downlink"][c] / n_rounds),
             "adapter_upload_s_per_round": float(upload / n_rounds),
-            "analytic_client_round_s": float(closed.breakdown.client_round_s[c]),
+            "analytic_client_round_s": float(closed.breakdown.client_round_s[i]) if i is not None else math.nan,
         })
+        if world.problem.protocol == "sl":  # the hand-off: the client adapter relayed to this client
+            rows[-1]["adapter_download_s_per_round"] = float(busy["adapter_download"][c] / n_rounds)
     return rows
+
+
+def _subchannels(assign, power_w, i) -> int:
+    """Subchannels problem client ``i`` transmits on (sl: those with power in its row; None: it takes no part)."""
+    if i is None:
+        return 0
+    power = np.asarray(power_w)
+    if power.ndim == 2:
+        return int(np.sum(power[i] > 0))
+    return int(np.sum(np.asarray(assign) == i))
 
 
 def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = "") -> dict:

@@ -11,7 +11,8 @@ from fsllm_sim.engine import simulate
 from engine_helpers import make_scenario
 
 
-def random_static_scenario(rng: np.random.Generator, i: int):
+def random_static_scenario(rng: np.random.Generator, i: int, **extra):
+    """A random small scenario on a static channel; ``extra``: further top-level fields (e.g. protocol)."""
     k = int(rng.integers(1, 21))
     m = int(rng.integers(k, 3 * k + 2))
     n = int(rng.integers(k, 2 * k + 2))
@@ -28,6 +29,7 @@ def random_static_scenario(rng: np.random.Generator, i: int):
         lora={"rank": int(rng.choice([1, 2, 4]))},
         training={"local_iterations": int(rng.integers(1, 6))},
         simulation={"rounds": 2, "training": "analytic", "record_channel": False},
+        **extra,
     )
 
 
