@@ -4,8 +4,9 @@ The delay breakdown (``delay_breakdown.py``) shows how long each phase takes on 
 *when* clients wait: uplink contention, queueing at the main server, stragglers holding up aggregation. This
 chart draws every traced interval of one round on a client-by-time grid, so those gaps are visible.
 
-The function returns the data it drew, relative to the round start, so tests can check the picture against
-the trace without reading pixels.
+``plot_round_gantt`` (one file, for run directories) returns the data it drew, relative to the round start, so
+tests can check the picture against the trace without reading pixels; ``gantt_figure`` (PNG and PDF, for
+``fsllm-sim plot``) returns the Figure, whose bars can be read back.
 """
 from __future__ import annotations
 
@@ -14,22 +15,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files, never to a window
-import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .io import save_figure  # noqa: E402
-
-# Okabe & Ito (2008) colour-blind-safe palette.
-OKABE_ITO = {
-    "black": "#000000",
-    "orange": "#E69F00",
-    "sky blue": "#56B4E9",
-    "bluish green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish purple": "#CC79A7",
-}
+from .io import save_figure, save_figure_formats  # noqa: E402
+from .style import ADAPTER_DOWNLOAD_COLOUR, OKABE_ITO, SINGLE_COLUMN_IN, axis_label, new_figure, styled  # noqa: E402
 
 IDLE = "idle"
 IDLE_COLOUR = "#E8E8E8"  # light grey: the background a client shows while it does nothing
@@ -42,6 +31,7 @@ CATEGORY_COLOURS = {
     "server": OKABE_ITO["bluish green"],
     "downlink": OKABE_ITO["vermillion"],
     "adapter upload": OKABE_ITO["reddish purple"],
+    "adapter download": ADAPTER_DOWNLOAD_COLOUR,
     "aggregation": OKABE_ITO["black"],
     "broadcast": OKABE_ITO["sky blue"],
 }
@@ -55,6 +45,7 @@ PHASE_CATEGORY = {
     "server": "server",
     "downlink": "downlink",
     "adapter_upload": "adapter upload",
+    "adapter_download": "downlink",  # protocol sl: the client adapter handed on to the next client
     "aggregation": "aggregation",
     "broadcast": "broadcast",
 }
@@ -70,6 +61,21 @@ def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: s
     with times relative to the round start (the round's earliest ``start_s``). ``bars["idle"]`` holds the grey
     background span of each client row. Zero-length intervals are skipped.
     """
+    fig, drawn = _draw(trace_rows, round_index, title or f"Round {round_index} timeline")
+    save_figure(fig, path)
+    return drawn
+
+
+def gantt_figure(trace_rows, round_index: int, stem: str | Path, *, title: str = ""):
+    """The same chart in both formats (``stem.png``, ``stem.pdf``); returns the (closed) Figure, whose
+    ``broken_barh`` collections hold the bars (round-relative seconds, one row per client, the FS last)."""
+    fig, _ = _draw(trace_rows, round_index, title)
+    save_figure_formats(fig, stem)
+    return fig
+
+
+def _round_rows(trace_rows, round_index: int) -> list[tuple[int, str, float, float]]:
+    """(client, category, start_s, end_s) of one round, checked."""
     rows = []
     for r in trace_rows:
         if int(r["round"]) != round_index:
@@ -84,7 +90,12 @@ def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: s
         rows.append((int(r["client"]), PHASE_CATEGORY[phase], start_s, end_s))
     if not rows:
         raise ValueError(f"the trace has no rows for round {round_index}")
+    return rows
 
+
+@styled
+def _draw(trace_rows, round_index: int, title: str):
+    rows = _round_rows(trace_rows, round_index)
     round_start_s = min(start for _, _, start, _ in rows)
     round_end_s = max(end for _, _, _, end in rows)
     round_len_s = round_end_s - round_start_s
@@ -99,25 +110,26 @@ def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: s
             continue
         bars.setdefault(category, []).append((client, start_s - round_start_s, end_s - start_s))
 
-    fig, ax = plt.subplots(figsize=(8.0, 1.6 + 0.45 * len(row_ids)), dpi=120)
+    fig, axes = new_figure(width_in=SINGLE_COLUMN_IN, height_in=1.3 + 0.2 * len(row_ids))
+    ax = axes[0, 0]
     for category, colour in [(IDLE, IDLE_COLOUR), *CATEGORY_COLOURS.items()]:
         for client in row_ids:
             spans = [(start, dur) for c, start, dur in bars.get(category, []) if c == client]
             if spans:
                 ax.broken_barh(spans, (y_of[client] - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=colour,
-                               linewidth=0, zorder=1 if category == IDLE else 2)
+                               linewidth=0, zorder=1 if category == IDLE else 2, label=category)
     ax.set_yticks(range(len(row_ids)))
     ax.set_yticklabels([str(c) if c != FS_CLIENT else "FS" for c in row_ids])
     ax.set_ylim(len(row_ids) - 0.5, -0.5)  # inverted: client 0 at the top
     ax.set_xlim(0.0, round_len_s if round_len_s > 0 else 1.0)
-    ax.set_xlabel(f"simulated time in round {round_index} (s)")
+    ax.set_xlabel(axis_label(f"simulated time in round {round_index}", "s"))
     ax.set_ylabel("client")
-    ax.grid(True, axis="x", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.set_title(title or f"Round {round_index} timeline")
+    ax.grid(True, axis="x")
+    ax.grid(False, axis="y")
+    if title:
+        ax.set_title(title)
     handles = [Patch(facecolor=colour, label=category)
                for category, colour in [(IDLE, IDLE_COLOUR), *CATEGORY_COLOURS.items()] if bars.get(category)]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    save_figure(fig, path)
-    return {"round_start_s": round_start_s, "round_end_s": round_end_s, "bars": bars}
+    # below the axes: at one column's width there is no room beside them
+    fig.legend(handles=handles, loc="outside lower center", ncol=3)
+    return fig, {"round_start_s": round_start_s, "round_end_s": round_end_s, "bars": bars}

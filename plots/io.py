@@ -8,6 +8,9 @@ an atomic rename), synced to disk, made world-readable (``mkstemp`` creates file
 moved over ``path``: :func:`fsllm_sim.rundir.atomic_write`, the writer of every other output too. On any failure the temporary file is removed and the old figure stays untouched.
 The temporary file is named ``.<NAME>.tmp-<pid>-<random>``, as every temporary file of ``fsllm_sim.rundir``,
 so one that survives a SIGKILL is recognised and removed later (``fsllm_sim.rundir.remove_stale_temp_files``).
+
+Every PDF embeds its fonts as TrueType and carries no creation date (:mod:`plots.style`); the publication figures
+go through :func:`save_figure_formats`, which writes the PNG (at print resolution) and the PDF of one figure.
 """
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fsllm_sim.rundir import atomic_write  # noqa: E402  (the project's one atomic writer)
 
+from .style import RC, SAVE_METADATA, SAVE_RC  # noqa: E402
+
+FORMATS = ("png", "pdf")  # a raster for slides and web pages, a vector file for the paper
+
 
 def save_figure(fig, path: str | Path) -> Path:
     """Render ``fig`` atomically to ``path`` (format from its final suffix), close the figure, return the path.
@@ -29,10 +36,29 @@ def save_figure(fig, path: str | Path) -> Path:
     """
     path = Path(path)
     try:
-        fmt = path.suffix[1:].lower()
-        if not fmt:
-            raise ValueError(f"cannot infer a figure format from {str(path)!r}: it has no suffix")
-        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt), make_parent=False)
+        _write(fig, path, SAVE_RC)
     finally:
         plt.close(fig)
+    return path
+
+
+def save_figure_formats(fig, stem: str | Path, formats=FORMATS) -> list[Path]:
+    """Render ``fig`` atomically to ``stem.png`` and ``stem.pdf`` (``formats``), close it, return the paths.
+
+    ``stem`` is the path without a suffix (``figures/rank_tradeoff``); its folder must exist.
+    """
+    stem = Path(stem)
+    try:
+        return [_write(fig, stem.with_name(f"{stem.name}.{fmt}"), RC) for fmt in formats]
+    finally:
+        plt.close(fig)
+
+
+def _write(fig, path: Path, rc: dict) -> Path:
+    fmt = path.suffix[1:].lower()
+    if not fmt:
+        raise ValueError(f"cannot infer a figure format from {str(path)!r}: it has no suffix")
+    with plt.rc_context(rc):  # pdf.fonttype, the resolution and the bounding box are read when the file is written
+        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, metadata=SAVE_METADATA.get(fmt)),
+                     make_parent=False)
     return path
