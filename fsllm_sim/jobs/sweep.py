@@ -1,5 +1,11 @@
 """`fsllm-sim sweep`: evaluate a grid of scenario variants (e.g. bandwidth × client count), resumably.
 
+Two forms. A **sweep file** (``fsllm-sim sweep SWEEP.yaml --out DIR``, :func:`run_sweep_file`; the file format
+is :mod:`fsllm_sim.config.sweep_file`) compares several methods over seeds with the analytic or the simulated
+evaluator, in parallel on local processes or Ray (:mod:`fsllm_sim.jobs.sweeps`). A **--set grid** of a scenario
+file (``fsllm-sim sweep SCENARIO.yaml --set FIELD=V1,V2 --out DIR``, :func:`run_sweep`) is the quick form,
+described below.
+
 Each grid point is one scenario (the base file with ``--set`` overrides), optimised with the chosen method
 and compared with the equal-share baseline. Every point is written as soon as it is done, keyed by a hash
 of the point's resolved configuration and the method: first its configuration (``points/<key>.yaml``), then
@@ -22,6 +28,7 @@ import itertools
 import json
 import math
 import re
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -199,3 +206,105 @@ def run_sweep(base_path: str, assignments: list[tuple[str, list]], *, out_dir: s
 
 def _cell(value):
     return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else json.dumps(value)
+
+
+# ------------------------------------------------------------------------------------------ sweep files
+
+TABLE_EVERY_S = 5.0  # rewrite the tables at most this often while runs finish (and always at the end)
+SHOWN_ROWS = 40  # summary rows printed at the end; the rest are in summary.csv
+
+
+def run_sweep_file(path: str, *, out_dir: str, backend: str = "local", workers: int | None = None,
+                   address: str | None = None, progress: bool = True, echo=print) -> Path:
+    """Run a sweep file (see :mod:`fsllm_sim.config.sweep_file`): every point x method x seed not already in
+    ``out_dir``, on the chosen backend, writing each row as it finishes; then the tables and summaries.
+
+    Rows (``results.csv``): ``key, point, axis:<field path>..., method, seed, evaluator, status, split, rank,
+    rounds, round_time_s, total_s, closed_form_round_s, client_compute_s, uplink_s, server_compute_s,
+    server_wait_s, downlink_s, adapter_upload_s, aggregation_broadcast_s, lower_bound_s, gap_to_bound, note``
+    (see :mod:`.sweeps.points`); ``summary.csv`` per point and method, see :func:`.sweeps.results.summarise`.
+    """
+    from ..config.sweep_file import load_sweep_file
+    from .sweeps.executors import check_backend, default_workers, make_executor
+    from .sweeps.plan import build_plan
+    from .sweeps.results import ResultStore
+
+    sweep = load_sweep_file(path)
+    workers = default_workers() if workers is None else workers
+    check_backend(backend, workers, address)  # before any work: Ray installed, its address answering
+    plan = build_plan(sweep, progress=progress, echo=echo)  # every point validated before any work
+    store = ResultStore(out_dir)
+    rows = store.finished(plan.runs)
+    walls = {key: store.timing(key) for key in rows}
+    todo = [r for r in plan.runs if r.key not in rows]
+    executor = make_executor(backend, workers, plan.profiles, address, num_tasks=len(todo)) if todo else None
+    mark_running(store.out, "sweep")
+    atomic_write_json(store.out / "sweep.json", {
+        "sweep_file": str(path), "base": sweep.base, "axes": sweep.axes, "zip": sweep.zipped, "set": sweep.fixed,
+        "methods": sweep.methods, "seeds": sweep.seeds, "evaluator": sweep.evaluator, "profile": sweep.profile,
+        "points": len(plan.points), "runs": len(plan.runs), "versions": package_versions(),
+        "backend": executor.name if executor else None, "workers": executor.workers if executor else None})
+    if rows:
+        echo(f"resumed: {len(rows)} of {len(plan.runs)} runs were already done")
+    if executor:
+        _collect(executor, todo, plan.runs, store, rows, walls, progress)
+    summary = store.write_tables(plan.runs, rows, walls)
+    _report(summary, sweep, echo)
+    mark_complete(store.out)
+    echo(f"sweep results: {store.out / 'results.csv'} and {store.out / 'summary.csv'}")
+    return store.out
+
+
+def _collect(executor, todo, runs, store, rows: dict, walls: dict, progress: bool) -> None:
+    """Run ``todo`` on ``executor``, saving each outcome as it arrives (rows and walls are filled in place).
+    On any interruption the pool is stopped and the tables of what finished are written."""
+    from .sweeps import points as point_work
+
+    by_index = {r.index: r for r in todo}
+    every_s, last_write = TABLE_EVERY_S, time.monotonic()
+    # no bar object at all without progress: even a disabled tqdm starts a monitor thread, and a process with
+    # threads no longer forks its next pool (see .sweeps.executors)
+    bar = (tqdm(total=len(runs), initial=len(runs) - len(todo), desc="sweep", unit="run", dynamic_ncols=True)
+           if progress else _NoBar())
+    try:
+        for outcome in executor.run(point_work.run_point, todo):
+            store.save(by_index[outcome.index], outcome)
+            rows[outcome.key], walls[outcome.key] = outcome.row, outcome.wall_s
+            bar.update(1)
+            if time.monotonic() - last_write > every_s:
+                started = time.monotonic()
+                store.write_tables(runs, rows, walls)
+                # a large sweep's tables take a while to write: never spend more than a tenth of the time on them
+                last_write, every_s = time.monotonic(), max(TABLE_EVERY_S, 10 * (time.monotonic() - started))
+    except BaseException:
+        executor.close(cancel=True)
+        store.write_tables(runs, rows, walls)  # what finished is kept; status.json stays "running"
+        raise
+    finally:
+        bar.close()
+    executor.close()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _report(summary: list[dict], sweep, echo) -> None:
+    """The summary table on the console (mean and 95 % interval of the total delay per point and method)."""
+    fields = sweep.varied_fields()
+    failed = sum(s["failed"] for s in summary)
+    table = []
+    for s in summary[:SHOWN_ROWS]:
+        low, high = s["total_s_ci95_low"], s["total_s_ci95_high"]
+        ci = "" if low is None else f"[{low:.4g}, {high:.4g}]"
+        mean = "-" if s["total_s_mean"] is None else s["total_s_mean"]
+        table.append([_cell(s[f"axis:{f}"]) for f in fields] + [s["method"], s["seeds"], mean, ci])
+    echo(format_table(fields + ["method", "seeds", "total s (mean)", "95 % interval s"], table))
+    if len(summary) > SHOWN_ROWS:
+        echo(f"... {len(summary) - SHOWN_ROWS} more rows in summary.csv")
+    if failed:
+        echo(f"note: {failed} runs failed (status error; the reason is in results.csv's note column)")
