@@ -211,9 +211,9 @@ def test_the_transfer_cli_writes_batch_scaling_into_a_calibration(tmp_path, caps
     doc = read_calibration_document(target)
     assert doc["batch_scaling"]["exponent"] == pytest.approx(0.6)
     assert "transfer_check" in doc["batch_scaling"]["command"]
-    m = load_calibration_fit(target, 4096.0, tokens_per_step=512)
+    m = load_calibration_fit(target, 1024.0, tokens_per_step=512)
     assert m.batch_factor == pytest.approx(4 ** 0.6, rel=1e-12)
-    assert float(m.rounds(2)) == pytest.approx((100.0 + 2000.0 * 2 ** -0.7) * 4 ** 0.6 / 4096.0, rel=1e-12)
+    assert float(m.rounds(2)) == pytest.approx((100.0 + 2000.0 * 2 ** -0.7) * 4 ** 0.6 / 1024.0, rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------- end to end, tiny
