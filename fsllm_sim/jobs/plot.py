@@ -483,6 +483,12 @@ def _or_nan(value) -> float:
     return math.nan if value is None else float(value)
 
 
+def _one_to_one(summary: list[dict], a: str, b: str) -> bool:
+    """Whether the swept fields ``a`` and ``b`` determine each other (a zip group) over the summary rows."""
+    pairs = {(_key(r["axes"][a]), _key(r["axes"][b])) for r in summary}
+    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+
+
 def _independent_axes(summary: list[dict], axis: str) -> list[str]:
     """The other axes that take several values at one value of ``axis`` (a field zipped with ``axis`` moves with
     it and would split every line into single points, so it is not one)."""
@@ -543,7 +549,13 @@ def _plot_sweep(src: Path, dest: Path, *, doppler, progress):
     if not rows:
         raise ConfigError(f"plot: the sweep in {str(src)!r} has no finished rows yet")
     summary = sweep_summary(src, rows)
+    drawn: list[str] = []
     for axis in rows[0]["axes"]:
+        twin = next((a for a in drawn if _one_to_one(summary, a, axis)), None)
+        if twin is not None:  # a zipped field moves with one already drawn: the same figure again
+            yield f"delay_vs_{axis.replace('.', '_')}", [], f"not drawn: {axis} is zipped with {twin} (see its figure)"
+            continue
+        drawn.append(axis)
         series, ticks = sweep_series(summary, axis)
         name, unit = axis_meta(axis)
         stem = dest / f"delay_vs_{axis.replace('.', '_')}"

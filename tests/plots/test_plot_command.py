@@ -414,3 +414,14 @@ def test_the_command_line_writes_to_out(tmp_path, scenario_file, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--speeds-kmh" in err and len(err.strip().splitlines()) == 1
+
+
+def test_zipped_fields_draw_one_figure_and_an_independent_axis_its_own(scenario_file, tmp_path):
+    out = _sweep(scenario_file, tmp_path, {"zip": {"channel.s_band.subchannels": [6, 8],
+                                                   "channel.f_band.subchannels": [3, 4]},
+                                           "axes": {"channel.power.client_max_dbm": [10, 20]},
+                                           "methods": ["equal"], "seeds": 1, "evaluator": "analytic"})
+    figures, paths, notes = plot_and_capture(out)
+    drawn = sorted(name for name in figures if name.startswith("delay_vs_"))
+    assert len(drawn) == 2 and "delay_vs_channel_power_client_max_dbm" in drawn
+    assert any("is zipped with" in n for n in notes)
