@@ -177,6 +177,16 @@ class ConvergenceModel:
             out.append(f"convergence: {self.source} used a per-rank best learning rate from the grid "
                        f"[{', '.join(f'{g:g}' for g in grid)}], the scenario uses {lr:g}, which is not in it and "
                        f"N(r) does not account for {advice}")
+        elif "learning_rate" not in self.measured_at and grid and len(grid) > 1:
+            # in the grid is not enough: N(r) was measured at the rate that won at each rank
+            best = self.measured_at.get("best_learning_rates", {})
+            ranks = sorted({int(r) for r in scenario.lora.ranks} | {int(scenario.lora.rank)})
+            other = {r: best[r] for r in ranks if r in best and abs(best[r] - lr) > 1e-9 * max(abs(lr), 1e-300)}
+            if other:
+                chosen = ", ".join(f"{r_}: {v:g}" for r_, v in sorted(other.items()))
+                out.append(f"convergence: {self.source} was measured at the best learning rate of each rank "
+                           f"(rank: rate {chosen}), the scenario trains with {lr:g}, which N(r) does not account "
+                           f"for {advice}")
         bs = self.batch_scaling
         if bs and self.unit == "tokens":
             lo, hi = bs["range"]
@@ -426,6 +436,13 @@ def measured_at(doc: dict) -> dict:
     if out["learning_rate"] is None and isinstance(grid, list) and len(grid) > 1 \
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in grid):
         out["learning_rates"] = [float(x) for x in grid]
+        best = {}
+        for entry in doc.get("ranks") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("rank"), int) \
+                    and isinstance(entry.get("learning_rate"), (int, float)) \
+                    and not isinstance(entry.get("learning_rate"), bool):
+                best[entry["rank"]] = float(entry["learning_rate"])
+        out["best_learning_rates"] = best
     if all(isinstance(out[k], int) and not isinstance(out[k], bool) for k in ("batch_size", "seq_len")):
         out["tokens_per_step"] = out["batch_size"] * out["seq_len"]
     return {k: v for k, v in out.items() if v is not None}

@@ -18,7 +18,7 @@ AT = measured_at(SHIPPED)  # the shipped file's settings, whichever schema it ha
 
 def calibration_like(**changes):
     """A scenario at the shipped calibration's own settings (no regime difference), with changes."""
-    lr = AT["learning_rate"] if "learning_rate" in AT else AT["learning_rates"][0]
+    lr = AT["learning_rate"] if "learning_rate" in AT else next(iter(AT["best_learning_rates"].values()))
     data = {"model": {"name": AT["model"]}, "clients": {"count": AT["num_clients"]},
             "training": {"batch_size": AT["batch_size"], "seq_len": AT["seq_len"],
                          "local_iterations": AT["local_iterations"], "learning_rate": lr,
@@ -261,3 +261,13 @@ def test_a_target_met_within_one_round_costs_one_round_and_says_so():
     assert len(warnings) == 1 and "\n" not in warnings[0]
     assert not [w for w in load_convergence(calibration_like()).regime_warnings(calibration_like())
                 if "floored" in w]
+
+
+def test_a_rate_in_the_grid_that_did_not_win_warns():
+    """The default scenario's 1e-3 is in the shipped grid, but N(r) was measured at the rate that won (3e-3)."""
+    best = AT.get("best_learning_rates") or {}
+    losers = [g for g in AT.get("learning_rates", []) if all(abs(g - b) > 1e-12 for b in best.values())]
+    assert losers, "the shipped calibration should have a grid rate that won at no rank"
+    s = calibration_like(training={"learning_rate": losers[0]})
+    w = [x for x in load_convergence(s).regime_warnings(s) if "best learning rate of each rank" in x]
+    assert len(w) == 1 and f"trains with {losers[0]:g}" in w[0] and "\n" not in w[0]
