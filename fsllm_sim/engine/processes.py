@@ -83,18 +83,23 @@ class Protocol:
             self.all_uploaded.succeed()
 
 
+def device_compute(p: Protocol, t: int, e: int, k: int, phase: str):
+    """Client k's forward or backward pass of iteration e on its own device, traced as ``phase``."""
+    start = p.env.now
+    step = p.backend.forward if phase == "forward" else p.backend.backward
+    flops, duration = step(k, p.device_flops_per_s[k])
+    yield p.env.timeout(duration)
+    p.trace.add(t, e, p.client_ids[k], phase, start, p.env.now, 0.0, flops)
+
+
 def split_iterations(p: Protocol, t: int, k: int):
     """Client k's E local iterations of split training (sfl and sl): forward, uplink of the activations on
     the s-band, main-server service, gradient downlink, backward."""
     env, trace, radio, backend, server = p.env, p.trace, p.radio, p.backend, p.server
-    speed = p.device_flops_per_s[k]
     c = p.client_ids[k]
     act_bits, grad_bits = backend.activation_bits(), backend.gradient_bits()
     for e in range(p.local_iterations):
-        start = env.now
-        flops, duration = backend.forward(k, speed)
-        yield env.timeout(duration)
-        trace.add(t, e, c, "forward", start, env.now, 0.0, flops)
+        yield from device_compute(p, t, e, k, "forward")
 
         start = env.now
         yield env.timeout(radio.transfer_end_s(k, "s", start, act_bits) - start)
@@ -110,10 +115,7 @@ def split_iterations(p: Protocol, t: int, k: int):
         yield env.timeout(radio.downlink_s(k, grad_bits))
         trace.add(t, e, c, "downlink", start, env.now, grad_bits, 0.0)
 
-        start = env.now
-        flops, duration = backend.backward(k, speed)
-        yield env.timeout(duration)
-        trace.add(t, e, c, "backward", start, env.now, 0.0, flops)
+        yield from device_compute(p, t, e, k, "backward")
         if p.on_iteration is not None:
             p.on_iteration(t, env.now)
 
@@ -138,20 +140,12 @@ def client_process(p: Protocol, k: int):
 
 def fl_client_process(p: Protocol, k: int):
     """fl: every round, E iterations of the whole model on the device (nothing on the air), then the upload."""
-    env, trace, backend = p.env, p.trace, p.backend
-    speed = p.device_flops_per_s[k]
-    c = p.client_ids[k]
+    env = p.env
     while True:
         t = yield p.next_round
         for e in range(p.local_iterations):
-            start = env.now
-            flops, duration = backend.forward(k, speed)
-            yield env.timeout(duration)
-            trace.add(t, e, c, "forward", start, env.now, 0.0, flops)
-            start = env.now
-            flops, duration = backend.backward(k, speed)
-            yield env.timeout(duration)
-            trace.add(t, e, c, "backward", start, env.now, 0.0, flops)
+            yield from device_compute(p, t, e, k, "forward")
+            yield from device_compute(p, t, e, k, "backward")
             if p.on_iteration is not None:
                 p.on_iteration(t, env.now)
         yield from adapter_upload(p, t, k)

@@ -136,11 +136,11 @@ def _seeds_of(result_dir: Path, step: FigureStep) -> str:
             return ", ".join(str(s) for s in sorted({int(r["seed"]) for r in rows}))
         except (OSError, ValueError, KeyError, TypeError):
             return "see results.json"
-    try:
-        from ..config import load_scenario
+    from ..config import load_scenario
 
+    try:
         return str(load_scenario(result_dir / "config.resolved.yaml").seed)
-    except Exception:  # noqa: BLE001 - the index still lists the figures
+    except ConfigError:  # the index still lists the figures
         return "see config.resolved.yaml"
 
 

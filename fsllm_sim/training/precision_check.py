@@ -40,6 +40,7 @@ from fsllm_sim.errors import USER_ERRORS, ConfigError
 from fsllm_sim.report import format_table
 from fsllm_sim.training.ratios import (
     bootstrap_ratios,
+    check_config_differs_only,
     check_runs,
     check_same_target,
     chosen_learning_rate,
@@ -65,11 +66,7 @@ def _check_compatible(base: dict, other: dict) -> str:
     if other.get("model") != base.get("model"):
         raise ConfigError(f"{where} is model {other.get('model')!r}, the base {base.get('model')!r} (allowed: the "
                           f"base's model)")
-    bc, oc = base.get("config") or {}, other.get("config") or {}
-    for key in sorted(set(bc) | set(oc)):
-        if key not in MAY_DIFFER and bc.get(key) != oc.get(key):
-            raise ConfigError(f"{where} differs from the base in config.{key} ({oc.get(key)!r} vs "
-                              f"{bc.get(key)!r}); only {', '.join(MAY_DIFFER)} may differ")
+    check_config_differs_only(base, other, MAY_DIFFER, "precision check")
     if other.get("tokens_per_round") != base.get("tokens_per_round"):
         raise ConfigError(f"{where} has {other.get('tokens_per_round')} tokens per round, the base "
                           f"{base.get('tokens_per_round')} (allowed: the base's)")

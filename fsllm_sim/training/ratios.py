@@ -178,3 +178,13 @@ def check_same_target(doc_a: dict, doc_b: dict, what: str) -> float:
                           f"{doc_b.get('_path', '?')!r}); calibrate the second with the first's target "
                           f"(calibration.target_val_loss)")
     return float(ta)
+
+
+def check_config_differs_only(base: dict, other: dict, may_differ, what: str) -> None:
+    """The other calibration's recorded training configuration equals the base's except in ``may_differ``."""
+    bc, oc = base.get("config") or {}, other.get("config") or {}
+    for key in sorted(set(bc) | set(oc)):
+        if key not in may_differ and bc.get(key) != oc.get(key):
+            raise ConfigError(f"{what}: {other.get('_path', '?')!r} differs from {base.get('_path', '?')!r} in "
+                              f"config.{key} ({oc.get(key)!r} vs {bc.get(key)!r}); only {', '.join(may_differ)} "
+                              f"may differ")

@@ -32,6 +32,7 @@ from fsllm_sim.errors import USER_ERRORS, ConfigError
 from fsllm_sim.report import format_table
 from fsllm_sim.training.ratios import (
     bootstrap_ratios,
+    check_config_differs_only,
     check_runs,
     check_same_target,
     geometric_mean,
@@ -69,12 +70,7 @@ def batch_exponent(doc_a: dict, doc_b: dict, *, resamples: int = 2000, seed: int
     if sa == sb:
         raise ConfigError(f"batch exponent: both calibrations train {sa} tokens per client step (b L); the exponent "
                           f"needs two different values")
-    ca, cb = doc_a.get("config") or {}, doc_b.get("config") or {}
-    for key in sorted(set(ca) | set(cb)):
-        if key not in MAY_DIFFER and ca.get(key) != cb.get(key):
-            raise ConfigError(f"batch exponent: {doc_b.get('_path')!r} differs from {doc_a.get('_path')!r} in "
-                              f"config.{key} ({cb.get(key)!r} vs {ca.get(key)!r}); only {', '.join(MAY_DIFFER)} may "
-                              f"differ")
+    check_config_differs_only(doc_a, doc_b, MAY_DIFFER, "batch exponent")
     log_s = math.log(sb / sa)
     ranks_b = {int(e["rank"]) for e in doc_b.get("ranks", [])}
     ranks = sorted(int(e["rank"]) for e in doc_a.get("ranks", []) if int(e["rank"]) in ranks_b)
