@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+import numpy as np
 
 from fsllm_sim.config.loader import scenario_from_dict
 
@@ -33,3 +35,18 @@ def merge(base: dict, override: dict) -> dict:
 
 def make_scenario(**override):
     return scenario_from_dict(merge(BASE, override))
+
+
+WORDS = ["the", "king", "queen", "sword", "crown", "night", "lord", "love", "fair", "death", "speak", "hence",
+         "thou", "art", "my", "good", "noble", "friend", "heaven", "blood"]
+
+
+def write_corpus(folder) -> str:
+    """A folder of small synthetic text documents (fast to tokenise, BPE trained on it in well under a second)."""
+    rng = np.random.default_rng(0)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in range(12):
+        lines = [" ".join(rng.choice(WORDS, size=rng.integers(5, 12))) + "." for _ in range(60)]
+        (folder / f"doc{d:02d}.txt").write_text("\n".join(lines))
+    return str(folder)
