@@ -20,7 +20,9 @@ class Spec:
     lt: Optional[float] = None
     choices: Optional[Sequence[Any]] = None
     nullable: bool = False
-    kind: str = "float"  # float | int | str | bool | list[int] | list[float] | list[str] | path
+    kind: str = "float"  # float | int | str | bool | list[int] | list[float] | list[str] | path | list[section]
+    item_type: Optional[type] = None  # list[section]: the dataclass of each item
+    max_items: Optional[int] = None  # list[section]: at most this many items
 
     def allowed(self) -> str:
         """Human description of the allowed values, used in errors and in the reference document."""
@@ -38,6 +40,8 @@ class Spec:
             text = "a list of strings"
         elif self.kind == "path":
             text = "a file path"
+        elif self.kind == "list[section]":
+            text = f"a list of at most {self.max_items} mappings, each with the fields below"
         else:
             text = "a string"
         return text + (" or null" if self.nullable else "")
@@ -69,6 +73,12 @@ def param(default, doc: str, *, unit: str = "", kind: str | None = None, ge=None
         value = tuple(default)
         return field(default=value, metadata={"spec": spec})
     return field(default=default, metadata={"spec": spec})
+
+
+def section_list(cls, doc: str, *, max_items: int = 16):
+    """A list of nested sections of the same kind (e.g. client groups), empty by default."""
+    spec = Spec(doc=doc, kind="list[section]", item_type=cls, max_items=max_items)
+    return field(default=(), metadata={"spec": spec})
 
 
 def section(cls, doc: str):

@@ -293,6 +293,12 @@ def _coerce(value: Any, spec: Spec, where: str):
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             _fail(where, f"{shorten(value)} is not allowed (allowed: {spec.allowed()}){extra}")
         return value
+    if kind == "list[section]":
+        if not isinstance(value, (list, tuple)) or len(value) > spec.max_items:
+            _fail(where, f"{shorten(value)} is not a list of at most {spec.max_items} mappings (allowed: "
+                         f"{spec.allowed()})")
+        return tuple(v if isinstance(v, spec.item_type) else _build(spec.item_type, v, f"{where}[{i}]")
+                     for i, v in enumerate(value))
     if kind in ("list[int]", "list[float]", "list[str]"):
         if not isinstance(value, (list, tuple)) or len(value) == 0:
             _fail(where, f"{shorten(value)} is not a non-empty list (allowed: {spec.allowed()})")
@@ -454,6 +460,7 @@ def _cross_checks(s: Scenario) -> None:
                                                f"devices.speed.high_flops_per_s={spd.high_flops_per_s:g}")
     if spd.distribution == "trace" and not spd.trace_path:
         _fail("devices.speed.trace_path", "a trace file is required when devices.speed.distribution is trace")
+    _dynamics_checks(s)
     conv = s.convergence
     if conv.calibration is None and conv.a + conv.b <= 0:
         _fail("convergence.a", f"a={conv.a:g} and convergence.b={conv.b:g} give N(r) = 0 rounds at every rank "
@@ -462,6 +469,44 @@ def _cross_checks(s: Scenario) -> None:
         parse_target_rule(s.calibration.target_rule)
     except ConfigError as exc:
         _fail("calibration.target_rule", str(exc))
+
+
+def _dynamics_checks(s: Scenario) -> None:
+    """Cross-field rules of the changing network (mobility, availability, round rules)."""
+    mob = s.mobility
+    for where, g in [("mobility", mob)] + [(f"mobility.groups[{i}]", g) for i, g in enumerate(mob.groups)]:
+        if g.speed_min_mps > g.speed_max_mps:
+            _fail(f"{where}.speed_min_mps", f"{g.speed_min_mps:g} m/s must not exceed {where}.speed_max_mps="
+                                            f"{g.speed_max_mps:g} m/s")
+    share = sum(g.share for g in mob.groups)
+    if share > 1 + 1e-9:
+        _fail("mobility.groups", f"the groups' shares add up to {share:g} (allowed: at most 1)")
+    if mob.model == "trace" and not mob.trace_path:
+        _fail("mobility.trace_path", "a trace file is required when mobility.model is trace")
+    av = s.availability
+    if av.model == "trace" and not av.trace_path:
+        _fail("availability.trace_path", "a trace file is required when availability.model is trace")
+    rnd = s.round
+    k = s.clients.count
+    if rnd.policy == "deadline" and rnd.deadline_s is None:
+        _fail("round.deadline_s", "a deadline is required when round.policy is deadline (allowed: a number > 0)")
+    if rnd.policy == "over-selection" and rnd.clients_per_round is None:
+        _fail("round.clients_per_round", "over-selection aggregates the first K uploads: give K (allowed: an "
+                                         f"integer from 1 to clients.count={k})")
+    if rnd.selection in ("random", "solver") and rnd.clients_per_round is None:
+        _fail("round.clients_per_round", f"selection {rnd.selection} picks K clients: give K (allowed: an integer "
+                                         f"from 1 to clients.count={k})")
+    if rnd.clients_per_round is not None and rnd.clients_per_round > k:
+        _fail("round.clients_per_round", f"{rnd.clients_per_round} exceeds clients.count={k}")
+    if rnd.min_clients > (rnd.clients_per_round or k):
+        _fail("round.min_clients", f"{rnd.min_clients} exceeds the {rnd.clients_per_round or k} clients a round "
+                                   f"aggregates at most (round.clients_per_round, else clients.count)")
+    if s.protocol == "sl":
+        if rnd.policy != "wait-all" or rnd.selection != "all" or rnd.clients_per_round is not None:
+            _fail("round.policy", "protocol sl gives every client its turn (allowed: round.policy wait-all, "
+                                  "selection all, clients_per_round null)")
+        if av.model != "always":
+            _fail("availability.model", "protocol sl needs every client for its turn (allowed: always)")
 
 
 def deep_checks(s: Scenario) -> dict:
@@ -499,6 +544,8 @@ def _resolve_paths(s: Scenario, base: Path) -> Scenario:
         return str((base / p).resolve())
 
     speed = replace(s.devices.speed, trace_path=fix(s.devices.speed.trace_path))
+    s = replace(s, mobility=replace(s.mobility, trace_path=fix(s.mobility.trace_path)),
+                availability=replace(s.availability, trace_path=fix(s.availability.trace_path)))
     conv = replace(s.convergence, calibration=fix(s.convergence.calibration))
     data = s.data if s.data.source == "shakespeare" else replace(s.data, source=fix(s.data.source))
     # simulation.allocation names a method or a file; only a file name (a .json, or a path) is resolved
@@ -561,6 +608,7 @@ def dump_scenario(s: Scenario) -> str:
 
 # Sections that do not change the optimisation problem (how it is named, simulated, solved or stored).
 NOT_PROBLEM_SECTIONS = ("name", "simulation", "solver", "output", "calibration")
+DYNAMIC_SECTIONS = ("mobility", "availability", "round", "radio")
 
 
 def problem_fingerprint(s: Scenario) -> str:
@@ -573,4 +621,10 @@ def problem_fingerprint(s: Scenario) -> str:
     data = {k: v for k, v in scenario_to_dict(s).items() if k not in NOT_PROBLEM_SECTIONS}
     if data.get("protocol") == "sfl":
         del data["protocol"]  # the default protocol keeps the fingerprints made before the field existed
+    # a world that does not change keeps its fingerprint of before the dynamics existed
+    for key in DYNAMIC_SECTIONS:
+        if data.get(key) == scenario_to_dict(getattr(Scenario(), key)):
+            del data[key]
+    if data.get("channel", {}).get("downlink", {}).get("fading") == "static":
+        del data["channel"]["downlink"]["fading"]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]

@@ -13,6 +13,8 @@ def _default_text(value, spec) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return _num(value)
+    if isinstance(value, tuple) and spec is not None and spec.kind == "list[section]":
+        return "[]" if not value else "[...]"
     if isinstance(value, tuple):
         return "[" + ", ".join(str(v) for v in value) + "]"
     return str(value)
@@ -26,6 +28,9 @@ def _rows(cls, prefix: str):
             yield from _rows(type(default), path)
         else:
             yield ("field", path, spec, default)
+            if spec.kind == "list[section]":
+                yield ("section", f"{path}[i]", f"Each item of `{path}`.")
+                yield from _rows(spec.item_type, f"{path}[i]")
 
 
 def reference_markdown() -> str:

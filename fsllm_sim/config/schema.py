@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..delay import PROTOCOLS, SERVER_DISCIPLINES
-from .fields import param, section
+from .fields import param, section, section_list
 
 GIB = 1024 ** 3
 
@@ -101,6 +101,10 @@ class DownlinkConfig:
                              unit="dBm", ge=0, le=70)
     bandwidth_hz: float = param(20e6, "Downlink bandwidth B_dl, shared equally by the clients served.", unit="Hz",
                                 gt=0, le=1e10)
+    fading: str = param("static", "static: gradients and the broadcast at each client's large-scale gain (the closed "
+                                  "form's downlink); fading: both see Rayleigh/Rician block fading on the downlink's "
+                                  "own Gauss-Markov streams (channel.fading's law, K-factor, block and Doppler), one "
+                                  "wideband coefficient per client and block.", choices=("static", "fading"))
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,106 @@ class ChannelConfig:
     f_band: FBandConfig = section(FBandConfig, "Uplink band to the federated server (adapters).")
     power: PowerConfig = section(PowerConfig, "Client transmit power limits.")
     downlink: DownlinkConfig = section(DownlinkConfig, "Downlink (gradients and the aggregated adapter).")
+
+
+_MOVE_MODELS = ("static", "random-waypoint", "random-direction")
+
+
+@dataclass(frozen=True)
+class MobilityGroupConfig:
+    share: float = param(1.0, "Fraction of the clients in this group (groups take clients in index order, each "
+                              "round(share K) of them; the rest follow the mobility section's own model).",
+                         gt=0, le=1)
+    model: str = param("random-waypoint", "How the group's clients move (see mobility.model).",
+                       choices=_MOVE_MODELS)
+    speed_min_mps: float = param(0.5, "Lowest speed of a leg, drawn uniform in [speed_min_mps, speed_max_mps].",
+                                 unit="m/s", gt=0, le=150)
+    speed_max_mps: float = param(1.5, "Highest speed of a leg.", unit="m/s", gt=0, le=150)
+    pause_s: float = param(0.0, "Pause at each waypoint or boundary before the next leg.", unit="s", ge=0, le=1e6)
+
+
+@dataclass(frozen=True)
+class MobilityConfig:
+    model: str = param("static", "How clients move in the cell (the annulus of clients.layout): static (default), "
+                                 "random-waypoint (straight legs to waypoints drawn uniform by area), "
+                                 "random-direction (straight legs in a random direction to the cell's edge) or trace "
+                                 "(trace_path, linear interpolation). Path loss, LOS probability, shadowing and the "
+                                 "fading's Doppler follow each client's position and speed (docs/dynamics.md).",
+                       choices=_MOVE_MODELS + ("trace",))
+    speed_min_mps: float = param(0.5, "Lowest speed of a leg, drawn uniform in [speed_min_mps, speed_max_mps].",
+                                 unit="m/s", gt=0, le=150)
+    speed_max_mps: float = param(1.5, "Highest speed of a leg.", unit="m/s", gt=0, le=150)
+    pause_s: float = param(0.0, "Pause at each waypoint or boundary before the next leg.", unit="s", ge=0, le=1e6)
+    update_s: float = param(0.1, "Granularity of the large-scale update: positions, path loss, LOS, shadowing and "
+                                 "Doppler are refreshed every update_s, rounded up to a whole number of fading blocks "
+                                 "(a block sees one large-scale gain). Shadowing and LOS evolve along the path, "
+                                 "correlated over the 38.901 distances, never redrawn independently.",
+                            unit="s", gt=0, le=3600)
+    trace_path: Optional[str] = param(None, "CSV trace client,t_s,x_m,y_m (model trace; format in "
+                                            "docs/dynamics.md; clients it does not name stay where they were placed).",
+                                      kind="path", nullable=True)
+    groups: tuple = section_list(MobilityGroupConfig, "Client groups that move differently (e.g. pedestrians and "
+                                                      "vehicles); clients no group claims follow mobility.model.")
+
+
+@dataclass(frozen=True)
+class AvailabilityConfig:
+    model: str = param("always", "When clients are reachable: always (default), markov (a two-state on/off Markov "
+                                 "process per client, exponential on and off durations) or trace (trace_path: "
+                                 "intervals client,start_s,end_s). A client that becomes unavailable mid-round "
+                                 "drops: its transfer in flight is aborted and its round's local work is lost.",
+                       choices=("always", "markov", "trace"))
+    mean_on_s: float = param(60.0, "Mean duration of an available (on) period (markov).", unit="s", gt=0, le=1e9)
+    mean_off_s: float = param(20.0, "Mean duration of an unavailable (off) period (markov).", unit="s", gt=0,
+                              le=1e9)
+    share: float = param(1.0, "Fraction of the clients that come and go (markov): clients 0..round(share K)-1; the "
+                              "others are always available.", ge=0, le=1)
+    initial: str = param("stationary", "State at t = 0 (markov): stationary (on with probability mean_on / (mean_on "
+                                       "+ mean_off)) or on.", choices=("stationary", "on"))
+    trace_path: Optional[str] = param(None, "CSV of availability intervals client,start_s,end_s (model trace; "
+                                            "clients it does not name are always available).",
+                                      kind="path", nullable=True)
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    policy: str = param("wait-all", "wait-all: the round waits for every selected client; deadline: the uploads "
+                                    "that arrive within deadline_s of the round's start are aggregated (FedAvg "
+                                    "weights renormalised over them), the late clients are cancelled; "
+                                    "over-selection: ceil(over_selection K) clients are selected and the first K "
+                                    "uploads are aggregated, the rest cancelled (K = clients_per_round).",
+                        choices=("wait-all", "deadline", "over-selection"))
+    deadline_s: Optional[float] = param(None, "Deadline of the clients' work in a round: from the round's start to "
+                                              "the arrival of an adapter upload (policy deadline).", unit="s", gt=0,
+                                        le=1e9, nullable=True, kind="float")
+    min_clients: int = param(1, "Fewest aggregated clients a round needs: a round starts once this many are "
+                                "available, and a deadline round with fewer finishers does what below_min says.",
+                             ge=1, le=10_000)
+    below_min: str = param("extend", "A deadline round with fewer than min_clients finishers: extend (the deadline "
+                                     "is lifted until min_clients have finished, or every selected client has "
+                                     "finished or dropped) or repeat (the attempt is discarded and the round "
+                                     "started again with the clients available then).", choices=("extend", "repeat"))
+    selection: str = param("all", "Which available clients take part: all, random (clients_per_round drawn "
+                                  "uniformly) or solver (the clients_per_round with the shortest closed-form client "
+                                  "round under the allocation in force).", choices=("all", "random", "solver"))
+    clients_per_round: Optional[int] = param(None, "K: clients selected (selection random or solver) or aggregated "
+                                                   "(over-selection); null: every available client.", ge=1,
+                                             le=10_000, nullable=True, kind="int")
+    over_selection: float = param(1.3, "Over-selection factor: ceil(over_selection K) clients are selected, at most "
+                                       "those available.", ge=1, le=10)
+    max_repeats: int = param(100, "Attempts of one round (below_min repeat) before the run stops with a message.",
+                             ge=1, le=1_000_000)
+
+
+@dataclass(frozen=True)
+class RadioConfig:
+    outage_rate_bps: Optional[float] = param(None, "A subchannel whose rate in a fading block is below this makes "
+                                                   "no progress in that block (link outage; null: none). Stalls are "
+                                                   "marked in trace.csv and counted in channel.csv.", unit="bit/s",
+                                             gt=0, le=1e12, nullable=True, kind="float")
+    outage_snr_db: Optional[float] = param(None, "The same outage rule as an SNR threshold per subchannel (null: "
+                                                 "none; both may be set).", unit="dB", ge=-50, le=60,
+                                           nullable=True, kind="float")
 
 
 @dataclass(frozen=True)
@@ -340,6 +444,11 @@ class Scenario:
                           choices=PROTOCOLS)
     clients: ClientsConfig = section(ClientsConfig, "The edge clients.")
     channel: ChannelConfig = section(ChannelConfig, "The wireless channel and its bands.")
+    mobility: MobilityConfig = section(MobilityConfig, "How clients move (docs/dynamics.md).")
+    availability: AvailabilityConfig = section(AvailabilityConfig, "When clients are reachable (docs/dynamics.md).")
+    round: RoundConfig = section(RoundConfig, "Round rules: who takes part and when a round ends "
+                                              "(docs/dynamics.md).")
+    radio: RadioConfig = section(RadioConfig, "Link outage on the uplink subchannels (docs/dynamics.md).")
     devices: DevicesConfig = section(DevicesConfig, "Client devices.")
     server: ServerConfig = section(ServerConfig, "The main server (server-side blocks).")
     federated_server: FederatedServerConfig = section(FederatedServerConfig, "The federated server (adapter FedAvg).")
