@@ -17,8 +17,8 @@ from .fading import (BlockFading, doppler_hz, gains_from_fading, gauss_markov_rh
                      rician_k_db_to_linear, rician_k_factor_db, subchannel_correlation_factor)
 from .layout import distances_2d_m, place_clients_in_disc
 from .los import draw_los, los_probability
-from .observed_fading import (ObservedFading, TransferError, TransferResult, block_index,
-                              transfer_over_blocks)
+from .observed_fading import (ObservedFading, Outage, TransferError, TransferResult, bits_until, block_index,
+                              transfer_over_blocks, transfer_over_steps)
 from .noise import noise_power_w, noise_psd_w_per_hz
 from .ofdma import (Band, client_rates_bps, min_power_for_rate_w, min_power_for_rate_w_batched,
                     nr_rb_bandwidth_hz, nr_subchannel_bandwidth_hz, subchannel_rate_bps,
@@ -33,7 +33,7 @@ __all__ = [
     "ergodic_spectral_efficiency_rician", "doppler_hz", "downlink_rate_bps", "draw_los",
     "draw_shadowing_db", "gains_from_fading", "gauss_markov_rho", "large_scale_gain_linear",
     "linear_to_db", "los_probability", "min_power_for_rate_w", "min_power_for_rate_w_batched",
-    "noise_power_w", "ObservedFading", "TransferError", "TransferResult", "block_index",
+    "noise_power_w", "ObservedFading", "Outage", "bits_until", "transfer_over_steps", "TransferError", "TransferResult", "block_index",
     "transfer_over_blocks", "noise_psd_w_per_hz", "nr_rb_bandwidth_hz", "nr_subchannel_bandwidth_hz",
     "path_loss_db", "place_clients_in_disc", "rician_k_db_to_linear", "rician_k_factor_db",
     "shadowing_correlation_distance_m", "shadowing_std_db", "subchannel_correlation_factor",

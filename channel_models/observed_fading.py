@@ -83,7 +83,7 @@ class ObservedFading:
         if coherence_bandwidth_hz is not None:
             bw = broadcast_to_shape(where, "subchannel_bandwidth_hz", subchannel_bandwidth_hz, (s,))
             self._factor = subchannel_correlation_factor(bw, coherence_bandwidth_hz)
-        self._recent = None
+        self._recent: dict[int, tuple] = {}  # per client: (first_block, cols, diffuse) of its latest draw
         self._rng: dict[int, np.random.Generator] = {}
         # per client: last observed block per subchannel (-1: never), diffuse part there, specular part
         self._last: dict[int, np.ndarray] = {}
@@ -146,7 +146,7 @@ class ObservedFading:
         x[0] = np.where((steps == 0) & ~fresh, state[cols], first)
         diffuse = lfilter([1.0], [1.0, -rho], x, axis=0) if n > 1 else x
         self._set(client, cols, first_block + n - 1, diffuse[-1])
-        self._recent = (client, first_block, cols, diffuse)
+        self._recent[client] = (first_block, cols, diffuse)
         if factor is not None:
             diffuse = diffuse[:, subs]
         return diffuse + self._specular[client][subs]
@@ -171,17 +171,35 @@ class ObservedFading:
         cols = np.array([sub])
         last[sub] = first_block + n - 1
         state[sub] = diffuse[-1, 0]
-        self._recent = (client, first_block, cols, diffuse)
+        self._recent[client] = (first_block, cols, diffuse)
         return diffuse + self._specular[client][sub]
 
     def keep(self, client: int, block: int) -> None:
         """Move the client's state back to ``block`` of its latest :meth:`draw` (the rows after it are
         forgotten, which is exact: they depend on the past only through that block)."""
-        recent = self._recent
-        if recent is None or recent[0] != int(client) or not 0 <= block - recent[1] < recent[3].shape[0]:
+        recent = self._recent.get(int(client))
+        if recent is None or not 0 <= block - recent[0] < recent[2].shape[0]:
             raise TransferError(f"ObservedFading.keep: block {block} of client {client} is not in its latest draw")
-        _, first, cols, diffuse = recent
+        first, cols, diffuse = recent
         self._set(int(client), cols, int(block), diffuse[block - first])
+
+    def release(self, client: int, block: int) -> None:
+        """After a transfer is cut short at ``block``: :meth:`keep` that block when it is in the client's latest
+        draw; otherwise forget the client's state (its next observation starts from the stationary law, the
+        exact law of a block seen after a long gap; the correlation with the cut transfer is then lost)."""
+        try:
+            self.keep(client, block)
+        except TransferError:
+            c = int(client)
+            if c in self._last:
+                self._last[c][:] = -1
+
+    def set_doppler(self, client: int, doppler_hz: float) -> None:
+        """Client ``client``'s Doppler from now on (a moving client's current speed): its one-block correlation
+        becomes J0(2 pi f_D T_c). Blocks skipped unobserved across a change are bridged with the new rho (the
+        speed is piecewise constant at the mobility update's granularity, and the skip is exact within a
+        stretch of one speed)."""
+        self.rho[int(client)] = float(gauss_markov_rho(float(doppler_hz), self.block_s))
 
     def _set(self, client: int, cols: np.ndarray, block: int, diffuse_row: np.ndarray) -> None:
         self._last[client][cols] = block
@@ -190,12 +208,37 @@ class ObservedFading:
 
 @dataclass(frozen=True)
 class TransferResult:
-    """End time of a transfer and its piecewise-constant rate: segment i runs [starts_s[i], ends_s[i])."""
+    """End time of a transfer and its piecewise-constant rate: segment i runs [starts_s[i], ends_s[i]).
+
+    ``completed`` is False when the transfer was stopped at ``until_s`` before every bit arrived: ``end_s`` is then
+    that stop time and ``bits_delivered`` the integral of the rate up to it. ``outage_subchannels`` (with an
+    outage threshold) counts, per segment, the subchannels that made no progress in it."""
 
     end_s: float
     starts_s: np.ndarray
     ends_s: np.ndarray
     rates_bps: np.ndarray
+    bits_delivered: float = math.nan
+    completed: bool = True
+    outage_subchannels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Outage:
+    """Link outage: a subchannel whose rate in a block is below ``rate_bps`` or whose SNR is below ``snr_linear``
+    makes no progress in that block (either may be None)."""
+
+    rate_bps: float | None = None
+    snr_linear: float | None = None
+
+    def mask(self, snr: np.ndarray, rates_bps: np.ndarray) -> np.ndarray:
+        """True where a subchannel is in outage; snr and rates_bps are (blocks, S)."""
+        out = np.zeros(rates_bps.shape, dtype=bool)
+        if self.rate_bps is not None:
+            out |= rates_bps < self.rate_bps
+        if self.snr_linear is not None:
+            out |= snr < self.snr_linear
+        return out
 
 
 def _block_rates_bps(h: np.ndarray, snr_scale: np.ndarray, bandwidth_hz: np.ndarray) -> np.ndarray:
@@ -205,6 +248,14 @@ def _block_rates_bps(h: np.ndarray, snr_scale: np.ndarray, bandwidth_hz: np.ndar
     if rates.shape[1] == 1:
         return rates[:, 0] * (bandwidth_hz[0] / _LN2)
     return (rates * bandwidth_hz).sum(axis=1) / _LN2
+
+
+def _block_rates_outage(h, snr_scale, bandwidth_hz, outage: Outage) -> tuple[np.ndarray, np.ndarray]:
+    """Client rate per block with the subchannels in outage contributing nothing; and their count per block."""
+    snr = (h.real * h.real + h.imag * h.imag) * snr_scale
+    per_sub = np.log1p(snr) * (bandwidth_hz / _LN2)
+    dead = outage.mask(snr, per_sub)
+    return np.where(dead, 0.0, per_sub).sum(axis=1), dead.sum(axis=1)
 
 
 def block_index(time_s: float, block_s: float) -> int:
@@ -219,45 +270,69 @@ def block_index(time_s: float, block_s: float) -> int:
 
 def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power_w, bandwidth_hz,
                          large_scale_gain: float, noise_psd_w_per_hz: float, start_s: float, bits: float,
-                         *, chunk_blocks: int | None = None, segments: bool = True) -> TransferResult:
+                         *, chunk_blocks: int | None = None, segments: bool = True, gain_of_blocks=None,
+                         outage: Outage | None = None, until_s: float | None = None) -> TransferResult:
     """Deliver ``bits`` from ``start_s`` on ``subchannels`` with fixed powers over a block-fading channel.
 
     power_w, bandwidth_hz: (len(subchannels),) [W], [Hz]. Returns the end time and, with ``segments``, the
     rate of every block segment the transfer used (the first and last segments are partial blocks).
+
+    A changing world: ``gain_of_blocks(first_block, n)`` returns the large-scale gain (n,) [linear] of blocks
+    first_block.. (a moving client; ``large_scale_gain`` is then ignored); ``outage`` zeroes the subchannels in
+    outage block by block; ``until_s`` stops the transfer there if it has not ended (an abort: the result says
+    how many bits had arrived, and the client's fading state is left at the block holding ``until_s``).
     """
     subs = np.asarray(subchannels, dtype=np.int64)
     p = np.asarray(power_w, dtype=float)
     bw = np.asarray(bandwidth_hz, dtype=float)
     empty = np.empty(0)
     if bits <= 0:
-        return TransferResult(float(start_s), empty, empty, empty)
+        return TransferResult(float(start_s), empty, empty, empty, 0.0)
+    if until_s is not None and until_s <= start_s:
+        return TransferResult(float(start_s), empty, empty, empty, 0.0, False)
     if subs.size == 0:
         raise TransferError(f"client {client} has no subchannel to send {bits:g} bits on")
     tc = fading.block_s
-    snr_scale = p * (float(large_scale_gain) / noise_psd_w_per_hz) / bw
+    base_scale = p * (1.0 / noise_psd_w_per_hz) / bw if gain_of_blocks is not None else None
+    snr_scale = p * (float(large_scale_gain) / noise_psd_w_per_hz) / bw if gain_of_blocks is None else None
     if chunk_blocks is not None:
         chunk_blocks = int(check_integer("transfer_over_blocks", "chunk_blocks", chunk_blocks, 1))
     else:
         # enough blocks for the mean-gain rate and some margin (fading lowers the mean rate: Jensen)
-        mean_rate = float(np.dot(bw, np.log1p(snr_scale))) / _LN2
+        scale0 = snr_scale if snr_scale is not None else base_scale * float(gain_of_blocks(block_index(start_s, tc),
+                                                                                          1)[0])
+        mean_rate = float(np.dot(bw, np.log1p(scale0))) / _LN2
         expected = bits / (mean_rate * tc) if mean_rate > 0 else 64.0
         chunk_blocks = int(min(1 << 16, 1.3 * expected + 8))
     n0 = block_index(start_s, tc)
+    stop_block = None if until_s is None else block_index(until_s, tc)
     delivered = 0.0
     block = n0
-    starts, ends, rates = [], [], []
+    starts, ends, rates, dead_counts = [], [], [], []
+    end = None
     while True:
-        r = _block_rates_bps(fading.draw(client, subs, block, chunk_blocks), snr_scale, bw)
+        n = chunk_blocks if stop_block is None else max(1, min(chunk_blocks, stop_block - block + 1))
+        h = fading.draw(client, subs, block, n)
+        scale = snr_scale if gain_of_blocks is None else np.asarray(gain_of_blocks(block, n), dtype=float)[:, None] * base_scale
+        if outage is None:
+            r = _block_rates_bps(h, scale, bw)
+            dead = None
+        else:
+            r, dead = _block_rates_outage(h, scale, bw, outage)
         # block edges computed once, so consecutive segments share their edge exactly
-        edges = np.arange(block, block + chunk_blocks + 1) * tc
+        edges = np.arange(block, block + n + 1) * tc
         seg_start, seg_stop = edges[:-1], edges[1:]
         if block == n0:
             seg_start = seg_start.copy()
             seg_start[0] = start_s
+        last_chunk = stop_block is not None and block + n - 1 >= stop_block
+        if last_chunk:
+            seg_stop = seg_stop.copy()
+            seg_stop[-1] = max(until_s, seg_start[-1])
         cum = np.cumsum(r * (seg_stop - seg_start))
         cum += delivered
         j = int(cum.searchsorted(bits))
-        if j < chunk_blocks and r[j] > 0:
+        if j < n and r[j] > 0:
             before = cum[j - 1] if j > 0 else delivered
             end = min(max(seg_start[j] + (bits - before) / r[j], seg_start[j]), seg_stop[j])
             fading.keep(client, block + j)
@@ -267,18 +342,91 @@ def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power
                 starts.append(seg_start[: j + 1])
                 ends.append(seg_end)
                 rates.append(r[: j + 1])
+                if dead is not None:
+                    dead_counts.append(dead[: j + 1])
+            delivered = float(bits)
             break
         if segments:
             starts.append(seg_start)
             ends.append(seg_stop)
             rates.append(r)
+            if dead is not None:
+                dead_counts.append(dead)
         delivered = float(cum[-1])
-        block += chunk_blocks
+        block += n
+        if last_chunk:
+            break
         if block - n0 > MAX_TRANSFER_BLOCKS:
             raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
-                                f"fading blocks (is every power zero?)")
+                                f"fading blocks (is every power zero, or is the link in outage for good?)")
+    completed = end is not None
+    if not completed:
+        end = float(until_s)
+    dead_all = None
+    if segments and dead_counts:
+        dead_all = dead_counts[0] if len(dead_counts) == 1 else np.concatenate(dead_counts)
     if not segments:
-        return TransferResult(float(end), empty, empty, empty)
+        return TransferResult(float(end), empty, empty, empty, delivered, completed)
     if len(starts) == 1:
-        return TransferResult(float(end), starts[0], ends[0], rates[0])
-    return TransferResult(float(end), np.concatenate(starts), np.concatenate(ends), np.concatenate(rates))
+        return TransferResult(float(end), starts[0], ends[0], rates[0], delivered, completed, dead_all)
+    return TransferResult(float(end), np.concatenate(starts), np.concatenate(ends), np.concatenate(rates), delivered,
+                          completed, dead_all)
+
+
+def bits_until(result: TransferResult, time_s: float) -> float:
+    """Bits a transfer had delivered at ``time_s`` (the integral of its recorded segments up to then)."""
+    if result.starts_s.size == 0:
+        return 0.0
+    lo = np.minimum(result.ends_s, time_s)
+    return float(np.sum(result.rates_bps * np.clip(lo - result.starts_s, 0.0, None)))
+
+
+def transfer_over_steps(rates_of_steps, step_s: float, start_s: float, bits: float, *,
+                        until_s: float | None = None, max_steps: int = MAX_TRANSFER_BLOCKS) -> TransferResult:
+    """Deliver ``bits`` over a rate that is constant within steps [n step_s, (n+1) step_s) and known per step:
+    ``rates_of_steps(first_step, n)`` returns the rates (n,) [bit/s]. The channel without fading of a changing
+    world (a moving client's large-scale gain, a link in outage); stops at ``until_s`` like
+    :func:`transfer_over_blocks`. Always records the segments (few: one per step crossed)."""
+    empty = np.empty(0)
+    if bits <= 0:
+        return TransferResult(float(start_s), empty, empty, empty, 0.0)
+    if until_s is not None and until_s <= start_s:
+        return TransferResult(float(start_s), empty, empty, empty, 0.0, False)
+    step = block_index(start_s, step_s)
+    first = step
+    stop_step = None if until_s is None else block_index(until_s, step_s)
+    delivered, n = 0.0, 16
+    starts, ends, rates = [], [], []
+    end = None
+    while end is None:
+        if stop_step is not None:
+            n = max(1, min(n, stop_step - step + 1))
+        r = np.asarray(rates_of_steps(step, n), dtype=float)
+        edges = np.arange(step, step + n + 1) * step_s
+        seg_start, seg_stop = edges[:-1].copy(), edges[1:].copy()
+        if step == first:
+            seg_start[0] = start_s
+        last = stop_step is not None and step + n - 1 >= stop_step
+        if last:
+            seg_stop[-1] = max(until_s, seg_start[-1])
+        cum = np.cumsum(r * (seg_stop - seg_start)) + delivered
+        j = int(cum.searchsorted(bits))
+        if j < n and r[j] > 0:
+            before = cum[j - 1] if j > 0 else delivered
+            end = min(max(seg_start[j] + (bits - before) / r[j], seg_start[j]), seg_stop[j])
+            seg_stop[j] = end
+            starts.append(seg_start[: j + 1]), ends.append(seg_stop[: j + 1]), rates.append(r[: j + 1])
+            delivered = float(bits)
+            break
+        starts.append(seg_start), ends.append(seg_stop), rates.append(r)
+        delivered = float(cum[-1])
+        step += n
+        n = min(2 * n, 1 << 16)
+        if last:
+            break
+        if step - first > max_steps:
+            raise TransferError(f"{bits:g} bits not delivered within {max_steps} steps of {step_s:g} s (is the link "
+                                f"in outage for good?)")
+    completed = end is not None
+    return TransferResult(float(end if completed else until_s), np.concatenate(starts), np.concatenate(ends),
+                          np.concatenate(rates), delivered, completed)

@@ -206,8 +206,9 @@ def mark_running(folder: str | os.PathLike, command: str, started_utc: str | Non
                                                    "host": socket.gethostname(), "pid": os.getpid()})
 
 
-def mark_complete(run_dir: str | os.PathLike) -> None:
-    """The last step of a job: ``status.json`` says ``complete``; every output of the folder is in place."""
+def mark_complete(run_dir: str | os.PathLike, stopped: str | None = None) -> None:
+    """The last step of a job: ``status.json`` says ``complete``; every output of the folder is in place.
+    ``stopped``: the run ended before its rounds (every client gone for good): said under ``stopped``."""
     path = Path(run_dir) / STATUS_FILE
     try:
         before = json.loads(path.read_text(encoding="utf-8"))
@@ -215,7 +216,8 @@ def mark_complete(run_dir: str | os.PathLike) -> None:
         before = {}
     before = before if isinstance(before, dict) else {}
     atomic_write_json(path, {"status": "complete", "command": before.get("command"),
-                             "started_utc": before.get("started_utc"), "finished_utc": _now_stamp()})
+                             "started_utc": before.get("started_utc"), "finished_utc": _now_stamp(),
+                             **({"stopped": stopped} if stopped else {})})
 
 
 def run_status(run_dir: str | os.PathLike) -> str:

@@ -10,7 +10,8 @@ import zlib
 
 import numpy as np
 
-STREAMS = ("placement", "los", "shadowing", "fading", "devices", "data", "training", "solver")
+STREAMS = ("placement", "los", "shadowing", "fading", "devices", "data", "training", "solver", "mobility",
+           "spatial", "availability", "selection", "downlink-fading")
 
 
 def _name_key(name: str) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files, never to a window
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .io import save_figure, save_figure_formats  # noqa: E402
@@ -34,7 +35,11 @@ CATEGORY_COLOURS = {
     "adapter download": ADAPTER_DOWNLOAD_COLOUR,
     "aggregation": OKABE_ITO["black"],
     "broadcast": OKABE_ITO["sky blue"],
+    "stall": "#555555",  # every subchannel of a transfer in outage: drawn over the transfer's bar
 }
+# Instant marks of a changing world (docs/dynamics.md): marker and colour.
+MARK_STYLES = {"drop": ("X", OKABE_ITO["vermillion"]), "abort": ("|", OKABE_ITO["black"]),
+               "cancel": ("s", OKABE_ITO["reddish purple"])}
 
 # Trace phase -> drawing category.
 PHASE_CATEGORY = {
@@ -48,6 +53,7 @@ PHASE_CATEGORY = {
     "adapter_download": "downlink",  # protocol sl: the client adapter handed on to the next client
     "aggregation": "aggregation",
     "broadcast": "broadcast",
+    "stall": "stall",
 }
 
 FS_CLIENT = -1  # the federated server's client id in the trace
@@ -57,9 +63,10 @@ BAR_HEIGHT = 0.7  # of one row (rows are 1 apart)
 def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: str = "") -> dict:
     """Draw round ``round_index`` (1-based) of the trace as a Gantt chart at ``path``; return what was drawn.
 
-    Returns ``{"round_start_s", "round_end_s", "bars": {category: [(client, start_rel_s, duration_s), ...]}}``
-    with times relative to the round start (the round's earliest ``start_s``). ``bars["idle"]`` holds the grey
-    background span of each client row. Zero-length intervals are skipped.
+    Returns ``{"round_start_s", "round_end_s", "bars": {category: [(client, start_rel_s, duration_s), ...]},
+    "marks": {mark: [(client, time_rel_s), ...]}}`` with times relative to the round start (the round's earliest
+    ``start_s``). ``bars["idle"]`` holds the grey background span of each client row. Zero-length intervals are
+    skipped; drops, aborts and cancellations are instants, drawn as markers.
     """
     fig, drawn = _draw(trace_rows, round_index, title or f"Round {round_index} timeline")
     save_figure(fig, path)
@@ -81,6 +88,9 @@ def _round_rows(trace_rows, round_index: int) -> list[tuple[int, str, float, flo
         if int(r["round"]) != round_index:
             continue
         phase = str(r["phase"])
+        if phase in MARK_STYLES:
+            rows.append((int(r["client"]), phase, float(r["start_s"]), float(r["end_s"])))
+            continue
         if phase not in PHASE_CATEGORY:
             raise ValueError(f"unknown trace phase {phase!r} in round {round_index}")
         start_s, end_s = float(r["start_s"]), float(r["end_s"])
@@ -105,7 +115,11 @@ def _draw(trace_rows, round_index: int, title: str):
     y_of = {c: i for i, c in enumerate(row_ids)}
 
     bars: dict[str, list[tuple[int, float, float]]] = {IDLE: [(c, 0.0, round_len_s) for c in clients]}
+    marks: dict[str, list[tuple[int, float]]] = {}
     for client, category, start_s, end_s in sorted(rows, key=lambda x: (x[0], x[2], x[3])):
+        if category in MARK_STYLES:
+            marks.setdefault(category, []).append((client, start_s - round_start_s))
+            continue
         if end_s == start_s:
             continue
         bars.setdefault(category, []).append((client, start_s - round_start_s, end_s - start_s))
@@ -117,7 +131,12 @@ def _draw(trace_rows, round_index: int, title: str):
             spans = [(start, dur) for c, start, dur in bars.get(category, []) if c == client]
             if spans:
                 ax.broken_barh(spans, (y_of[client] - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=colour,
-                               linewidth=0, zorder=1 if category == IDLE else 2, label=category)
+                               linewidth=0, zorder=1 if category == IDLE else (3 if category == "stall" else 2),
+                               label=category)
+    for mark, points in marks.items():
+        marker, colour = MARK_STYLES[mark]
+        ax.scatter([t for _, t in points], [y_of[c] for c, _ in points], marker=marker, color=colour, s=36,
+                   zorder=4, label=mark)
     ax.set_yticks(range(len(row_ids)))
     ax.set_yticklabels([str(c) if c != FS_CLIENT else "FS" for c in row_ids])
     ax.set_ylim(len(row_ids) - 0.5, -0.5)  # inverted: client 0 at the top
@@ -130,6 +149,8 @@ def _draw(trace_rows, round_index: int, title: str):
         ax.set_title(title)
     handles = [Patch(facecolor=colour, label=category)
                for category, colour in [(IDLE, IDLE_COLOUR), *CATEGORY_COLOURS.items()] if bars.get(category)]
+    handles += [Line2D([], [], linestyle="none", marker=MARK_STYLES[m][0], color=MARK_STYLES[m][1], label=m)
+                for m in MARK_STYLES if marks.get(m)]
     # below the axes: at one column's width there is no room beside them
     fig.legend(handles=handles, loc="outside lower center", ncol=3)
-    return fig, {"round_start_s": round_start_s, "round_end_s": round_end_s, "bars": bars}
+    return fig, {"round_start_s": round_start_s, "round_end_s": round_end_s, "bars": bars, "marks": marks}

@@ -12,11 +12,15 @@ import numpy as np  # noqa: E402
 from .io import save_figure  # noqa: E402
 
 
-def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, title: str = "") -> Path:
-    """Clients as dots coloured by mean SNR (dB); LOS clients ringed; the BS at the origin."""
+def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, title: str = "",
+                trajectories: dict | None = None) -> Path:
+    """Clients as dots coloured by mean SNR (dB) at t = 0; LOS clients ringed; the BS at the origin.
+    ``trajectories`` (client -> (x_m (n,), y_m (n,))) are drawn as lines from each moving client's start."""
     pos = np.asarray(positions_m)
     fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=120)
     ax.add_patch(plt.Circle((0, 0), radius_m, fill=False, linestyle=":", color="grey"))
+    for i, (client, (x, y)) in enumerate(sorted((trajectories or {}).items())):
+        ax.plot(x, y, linewidth=0.8, color="grey", alpha=0.8, zorder=2, label="trajectory" if i == 0 else None)
     sc = ax.scatter(pos[:, 0], pos[:, 1], c=snr_db, cmap="viridis", s=40, zorder=3)
     los = np.asarray(los, dtype=bool)
     ax.scatter(pos[los, 0], pos[los, 1], facecolors="none", edgecolors="red", s=110, label="LOS", zorder=4)

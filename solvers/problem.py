@@ -19,6 +19,8 @@ that uses it, or -1 when it is unused (this encodes OFDMA exclusivity by constru
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field
 from typing import Optional
@@ -168,6 +170,34 @@ class Problem:
     @property
     def num_subchannels_f(self) -> int:
         return self.gain_f.shape[1]
+
+    def restricted(self, members, gain_s=None, gain_f=None, downlink_rate_bps=None,
+                   broadcast_rate_bps: Optional[float] = None) -> "Problem":
+        """The same problem over the clients ``members`` (problem indices, increasing) only: what an online policy
+        solves when some clients are away or not selected. Gains (K x S of the full problem, or of the members
+        when their row count is len(members)) and the downlink default to the current ones; the broadcast rate
+        defaults to the weakest member's share of this problem's broadcast (its rate is set by the weakest
+        receiver). Client ``j`` of the result is client ``members[j]`` here (``client_ids`` follow)."""
+        idx = np.asarray(members, dtype=int)
+        if idx.ndim != 1 or idx.size < 1 or np.any(np.diff(idx) <= 0) or idx[0] < 0 or idx[-1] >= self.num_clients:
+            raise SolverError(f"restricted: members must be increasing indices in 0..{self.num_clients - 1}")
+
+        def rows(value, full):
+            if value is None:
+                return full[idx]
+            value = np.asarray(value, dtype=float)
+            return value[idx] if value.shape[0] == self.num_clients and value.shape[0] != idx.size else value
+
+        def pick(value):
+            return None if value is None else np.asarray(value)[idx]
+
+        return dataclasses.replace(
+            self, gain_s=rows(gain_s, self.gain_s), gain_f=rows(gain_f, self.gain_f), p_max_w=self.p_max_w[idx],
+            device_flops_per_s=self.device_flops_per_s[idx], server_flops_per_s=self.server_flops_per_s[idx],
+            downlink_rate_bps=rows(downlink_rate_bps, self.downlink_rate_bps),
+            broadcast_rate_bps=self.broadcast_rate_bps if broadcast_rate_bps is None else float(broadcast_rate_bps),
+            client_memory_limit_bytes=pick(self.client_memory_limit_bytes), rician_k_linear=pick(self.rician_k_linear),
+            client_ids=self.client_ids[idx])
 
     def candidate_pairs(self) -> list[tuple[int, int]]:
         """Allowed (split, rank) pairs: ℓ ≥ min_split and, when known, client memory within every limit."""

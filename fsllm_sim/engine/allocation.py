@@ -11,6 +11,7 @@ engine the allocation of each round:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,16 @@ class Allocation:
         """The closed form (spec section 4) of this allocation on ``problem``'s gains."""
         return solvers.evaluate(problem, self.split, self.rank, self.assign_s, self.power_s_w, self.assign_f,
                                 self.power_f_w, method=self.label)
+
+    def on_clients(self, members, num_clients: int) -> "Allocation":
+        """This allocation, made for the clients ``members`` of a restricted problem (indices 0..len-1), with
+        the full problem's client indices: subchannel j of client i goes to client members[i]."""
+        members = np.asarray(members, dtype=int)
+
+        def full(assign):
+            a = np.asarray(assign, dtype=int)
+            return np.where(a >= 0, members[np.clip(a, 0, None)], -1)
+        return dataclasses.replace(self, assign_s=full(self.assign_s), assign_f=full(self.assign_f))
 
     def to_dict(self) -> dict:
         return {"label": self.label, "split": self.split, "rank": self.rank,
@@ -176,12 +187,22 @@ class StaticPolicy:
     def __init__(self, allocation: Allocation):
         self.allocation = allocation
 
+    def __init__(self, allocation: Allocation, problem: Problem | None = None):
+        self.allocation = allocation
+        self.problem = problem
+
     def decide(self, round_index: int, gain_s=None, gain_f=None) -> Allocation:
         return self.allocation
 
+    def decide_for(self, round_index: int, gain_s, gain_f, members, commit: bool = True):
+        """(allocation, problem it is scored on, the same allocation): a static allocation keeps every client's
+        subchannels, so those of the clients not taking part stay idle."""
+        return self.allocation, self.problem, self.allocation
+
 
 class OnlineAllocationPolicy:
-    """Re-solve at each round start on the gains measured then (see :class:`solvers.OnlinePolicy`)."""
+    """Re-solve at each round start on the gains measured then (see :class:`solvers.OnlinePolicy`); in a
+    changing world, on the clients taking part only (the others' subchannels are reassigned)."""
 
     needs_gains = True
 
@@ -189,11 +210,38 @@ class OnlineAllocationPolicy:
         if method in solvers.registry.BOUND_METHODS:
             raise ConfigError(f"policy online: {method!r} computes a lower bound, not an allocation")
         self.method = method
-        self._policy = solvers.OnlinePolicy(problem, method=method, **options)
+        self.problem = problem
+        self._members = None
+        self._options = options
+        self._policy = solvers.OnlinePolicy(self._problem_for, method=method, **options)
+
+    def _problem_for(self, gain_s, gain_f, round_index: int) -> Problem:
+        # current (instantaneous) gains already include the fading: scored on mean-gain rates (see
+        # solvers.OnlinePolicy.problem_for)
+        now = dataclasses.replace(self.problem, gain_s=gain_s, gain_f=gain_f, rate_model="mean-gain",
+                                  rician_k_linear=None)
+        members = self._members
+        if members is None or len(members) == self.problem.num_clients:
+            return now
+        return now.restricted(members)
 
     def decide(self, round_index: int, gain_s=None, gain_f=None) -> Allocation:
+        self._members = None
         sol = self._policy.decide(gain_s, gain_f, round_index)
         return Allocation.from_solution(sol, f"online {self.method}")
+
+    def decide_for(self, round_index: int, gain_s, gain_f, members, commit: bool = True):
+        """(allocation with the full problem's indices, the restricted problem, the allocation on it)."""
+        self._members = list(members)
+        sub = self._problem_for(np.asarray(gain_s, dtype=float), np.asarray(gain_f, dtype=float), round_index)
+        if commit:
+            sol = self._policy.decide(gain_s, gain_f, round_index)
+        else:  # a look (selection by the solver): the policy's history and warm start are left as they are
+            last = self._policy.last
+            sol = solvers.solve(sub, self.method, **({"split": last.split, "rank": last.rank} if last else {}),
+                                **self._options)
+        sub_alloc = Allocation.from_solution(sol, f"online {self.method}")
+        return sub_alloc.on_clients(members, self.problem.num_clients), sub, sub_alloc
 
 
 def make_policy(problem: Problem, scenario, *, allocation: str | None = None, policy: str | None = None):
@@ -205,7 +253,7 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
     if isinstance(spec, Allocation):  # solved by the caller (a sweep's fixed-split method): run it as it is
         if kind == "online":
             raise ConfigError("policy online: re-solves every round; give a method name, not an allocation")
-        return StaticPolicy(spec)
+        return StaticPolicy(spec, problem)
     if kind == "online":
         method = "bcd" if spec == EQUAL_SHARE else spec
         if method not in solvers.METHODS:
@@ -213,9 +261,9 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
                               f"({', '.join(solvers.METHODS)})")
         return OnlineAllocationPolicy(problem, method, **solver_options(scenario, method))
     if spec == EQUAL_SHARE:
-        return StaticPolicy(equal_share(problem, scenario.split.layer, scenario.lora.rank))
+        return StaticPolicy(equal_share(problem, scenario.split.layer, scenario.lora.rank), problem)
     if spec in solvers.METHODS:
-        return StaticPolicy(solved(problem, spec, **solver_options(scenario, spec)))
+        return StaticPolicy(solved(problem, spec, **solver_options(scenario, spec)), problem)
     from ..config import problem_fingerprint
 
-    return StaticPolicy(load_solution(spec, problem, problem_fingerprint(scenario)))
+    return StaticPolicy(load_solution(spec, problem, problem_fingerprint(scenario)), problem)

@@ -78,7 +78,8 @@ class AnalyticBackend:
     def end_turn(self, k: int) -> None:
         """sl: client k's turn ends (its adapter has been uploaded for the next client)."""
 
-    def finish_round(self, round_index: int) -> dict:
+    def finish_round(self, round_index: int, participants=None) -> dict:
+        """Round end; ``participants`` (problem indices) are the clients aggregated (None: all)."""
         return {}
 
 
@@ -222,13 +223,19 @@ class TorchBackend(AnalyticBackend):
         self._handed = BroadcastMessage(round=self.system.round, state=up.state, precision=up.precision,
                                         payload_bits=up.payload_bits, contributors=[k])
 
-    def finish_round(self, round_index: int) -> dict:
+    def finish_round(self, round_index: int, participants=None) -> dict:
+        """FedAvg over ``participants`` only (their real adapters, weights n_k renormalised over them); every
+        other client's local updates of the round are discarded: the broadcast overwrites its adapter. In v1
+        the server copies are averaged over the participants the same way; in v2 the shared server adapter
+        keeps every update already made, those served for a client that later dropped included (docs/dynamics.md)."""
         if self.protocol == "sl":
             # no FedAvg: the adapter the last client handed on is the round's client adapter
             self.system.fed_server.receive(self._last_upload)
             self._timed(self.system.aggregate)
-        else:
+        elif participants is None:
             self._timed(self.system.finish_round)
+        else:
+            self._timed(self.system.finish_round, list(participants))
         losses, self._losses = self._losses, []
         val_loss = self._evaluate()
         return {"train_loss": sum(losses) / len(losses) if losses else math.nan, "val_loss": val_loss,

@@ -14,15 +14,29 @@ The scenario's ``protocol`` (docs/protocols.md) picks the processes (``Protocol.
 * ``fl``: one process per participating client (:func:`fl_client_process`: E iterations of forward and
   backward of the whole model on the device, then the adapter upload) and the sfl coordinator.
 
+A changing world (docs/dynamics.md; ``Protocol.dynamic``): the coordinator selects among the clients
+available at the round's start and follows the round rule (:mod:`.rounds`); a client that becomes
+unavailable, or that the rule cancels, is interrupted (``simpy.Interrupt``): the phase in flight is cut at
+that instant (a transfer records the bits that had arrived, :func:`channel_models.bits_until`) and marked
+(``drop``, ``abort``, ``cancel``; ``stall`` for stretches of outage), and its round's work is lost. A request
+that had reached the main server is served to its end by a process of its own (in SplitFed-V2 its update of
+the shared server adapter stands); one still queued when its client leaves is withdrawn. A selected client
+that missed the last broadcast first downloads the global adapter (``adapter_download``). In a static world
+the processes run exactly as before (the same events in the same order: outputs byte for byte).
+
 Clients are indexed as in the problem (k = 0..K-1, the radio and the backend use that index); trace rows
 and round records name the scenario's client id ``client_ids[k]`` (the same number except under ``fl``,
 where devices without the memory for the whole model are left out).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
+
+import channel_models as cm
 
 from ..errors import ConfigError
 from .trace import FS_CLIENT, NO_ITERATION
@@ -38,6 +52,13 @@ class RoundRecord:
     upload_end_s: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     allocation: object = None
+    attempt: int = 1
+    selected: list = field(default_factory=list)  # scenario client ids
+    aggregated: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)
+    cancelled: list = field(default_factory=list)
+    deadline_hit: bool = False
+    discarded: bool = False  # an attempt repeated for want of min_clients finishers
 
 
 class Protocol:
@@ -45,7 +66,8 @@ class Protocol:
 
     def __init__(self, sim_env: simpy.Environment, *, radio, server, backend, trace, policy, problem,
                  device_flops_per_s, local_iterations: int, aggregation_s: float, rounds: int, on_round_end=None,
-                 on_iteration=None, kind: str = "sfl", client_ids=None):
+                 on_iteration=None, kind: str = "sfl", client_ids=None, rule=None, availability=None,
+                 dynamic: bool = False, selection: str = "all", selection_rng=None):
         self.env = sim_env
         self.radio = radio
         self.server = server
@@ -61,26 +83,94 @@ class Protocol:
         self.on_round_end = on_round_end
         self.on_iteration = on_iteration
         self.records: list[RoundRecord] = []
-        self.next_round = sim_env.event()
-        self.pending_uploads = 0
-        self.all_uploaded = None
+        self.discarded: list[RoundRecord] = []
         if kind not in PROCESSES:
             raise ConfigError(f"protocol={kind!r} is not one of {', '.join(PROCESSES)}")
         self.kind = kind
         self.client_ids = list(range(self.num_clients)) if client_ids is None else [int(c) for c in client_ids]
+        self.rule = rule
+        self.availability = availability  # per problem client: a model of fsllm_sim.availability, or None
+        self.dynamic = bool(dynamic)
+        self.selection = selection
+        self.selection_rng = selection_rng
+        self.stopped: str | None = None  # why the run ended before its rounds (every client gone for good)
+        # the round in progress
+        self.start = [sim_env.event() for _ in range(self.num_clients)]
+        self.procs: dict[int, simpy.Process] = {}
+        self.active: set = set()
+        self.pending: set = set()
+        self.finished: list = []
+        self.closed = None
+        self.quota: int | None = None
+        self.inflight: dict = {}
+        self.session = [0] * self.num_clients  # bumped when a client's round work is cut: its queued requests go
+        self.has_global = [0] * self.num_clients  # the last round whose aggregate the client received
+        self.available = [True] * self.num_clients
+        self.availability_changed = sim_env.event()
 
-    def start(self) -> simpy.Process:
+    def start_processes(self) -> simpy.Process:
         client, coordinator = PROCESSES[self.kind]
         if client is not None:
             for k in range(self.num_clients):
-                self.env.process(client(self, k))
+                self.procs[k] = self.env.process(client(self, k))
+        if self.availability is not None:
+            for k, model in enumerate(self.availability):
+                self.available[k] = bool(model.is_available(0.0))
+                if math.isfinite(model.next_change_s(0.0)):
+                    self.env.process(availability_process(self, k, model))
         return self.env.process(coordinator(self))
+
+    start_all = start_processes
 
     def uploaded(self, k: int, end_s: float) -> None:
         self.records[-1].upload_end_s[self.client_ids[k]] = end_s
-        self.pending_uploads -= 1
-        if self.pending_uploads == 0:
-            self.all_uploaded.succeed()
+        self.active.discard(k)
+        if k in self.pending:
+            self.pending.discard(k)
+            self.finished.append(k)
+        self._check_closed()
+
+    def _check_closed(self) -> None:
+        if self.closed is None or self.closed.triggered:
+            return
+        if not self.pending or (self.quota is not None and len(self.finished) >= self.quota):
+            self.closed.succeed()
+
+    def went_away(self, k: int) -> None:
+        """Client k has just become unavailable: if it is working on the round, it drops."""
+        self.available[k] = False
+        if k in self.active:
+            self.records[-1].dropped.append(self.client_ids[k])
+            self.pending.discard(k)
+            self.active.discard(k)
+            self.procs[k].interrupt("drop")
+            self._check_closed()
+
+    def came_back(self, k: int) -> None:
+        self.available[k] = True
+        ev, self.availability_changed = self.availability_changed, self.env.event()
+        ev.succeed()
+
+    def cancel(self, clients) -> None:
+        for k in sorted(clients):
+            self.records[-1].cancelled.append(self.client_ids[k])
+            self.pending.discard(k)
+            self.active.discard(k)
+            self.procs[k].interrupt("cancel")
+
+
+def availability_process(p: Protocol, k: int, model):
+    """Client k's availability: sleeps until each change of its timeline and reports it."""
+    env = p.env
+    while True:
+        change = model.next_change_s(env.now)
+        if not math.isfinite(change):
+            return
+        yield env.timeout(max(0.0, change - env.now))
+        if model.is_available(change):
+            p.came_back(k)
+        else:
+            p.went_away(k)
 
 
 def device_compute(p: Protocol, t: int, e: int, k: int, phase: str):
@@ -88,33 +178,88 @@ def device_compute(p: Protocol, t: int, e: int, k: int, phase: str):
     start = p.env.now
     step = p.backend.forward if phase == "forward" else p.backend.backward
     flops, duration = step(k, p.device_flops_per_s[k])
+    p.inflight[k] = (phase, e, start, None, None, flops, duration)
     yield p.env.timeout(duration)
     p.trace.add(t, e, p.client_ids[k], phase, start, p.env.now, 0.0, flops)
+
+
+def uplink(p: Protocol, t: int, e: int, k: int, phase: str, band: str, bits: float):
+    """Client k sends ``bits`` on ``band`` (s: activations, f: its adapter), traced as ``phase``."""
+    env, radio = p.env, p.radio
+    start = env.now
+    if not p.dynamic:  # nothing can interrupt it: record now (the order of channel.csv as before)
+        yield env.timeout(radio.transfer_end_s(k, band, start, bits) - start)
+        p.trace.add(t, e, p.client_ids[k], phase, start, env.now, bits, 0.0)
+        return
+    res = radio.send(k, band, start, bits)
+    p.inflight[k] = (phase, e, start, res, band, 0.0, 0.0)
+    yield env.timeout(res.end_s - start)
+    stalls = radio.record(k, band, res)
+    p.trace.add(t, e, p.client_ids[k], phase, start, env.now, bits, 0.0)
+    _mark_stalls(p, t, e, k, stalls)
+
+
+def downlink(p: Protocol, t: int, e: int, k: int, phase: str, bits: float, num_served: int | None = None):
+    """Client k receives ``bits`` on the downlink (gradients, or the global adapter), traced as ``phase``."""
+    env, radio = p.env, p.radio
+    start = env.now
+    if not p.dynamic:
+        yield env.timeout(radio.downlink_s(k, bits))
+    else:
+        res = radio.receive(k, start, bits, num_served=num_served)
+        p.inflight[k] = (phase, e, start, res, "dl", 0.0, 0.0)
+        yield env.timeout(res.end_s - start)
+    p.trace.add(t, e, p.client_ids[k], phase, start, env.now, bits, 0.0)
+
+
+def _mark_stalls(p: Protocol, t: int, e: int, k: int, stalls) -> None:
+    for s0, s1 in stalls:
+        p.trace.add(t, e, p.client_ids[k], "stall", s0, s1, 0.0, 0.0)
+
+
+def served(p: Protocol, t: int, e: int, k: int, session: int):
+    """One request of client k at the main server, as a process of its own (a changing world): it is served
+    to its end even if the client leaves meanwhile; withdrawn if the client left before its service starts."""
+    env, trace, backend, c = p.env, p.trace, p.backend, p.client_ids[k]
+    arrival = env.now
+    withdrawn = []
+
+    def start_work():
+        if p.session[k] != session:
+            withdrawn.append(True)
+            return 0.0
+        return backend.server_work(k)
+
+    s_start, s_end, work = yield from p.server.serve(start_work)
+    if withdrawn:
+        return None
+    if s_start > arrival:
+        trace.add(t, e, c, "server_wait", arrival, s_start, 0.0, 0.0)
+    trace.add(t, e, c, "server", s_start, s_end, 0.0, work)
+    return s_end
 
 
 def split_iterations(p: Protocol, t: int, k: int):
     """Client k's E local iterations of split training (sfl and sl): forward, uplink of the activations on
     the s-band, main-server service, gradient downlink, backward."""
-    env, trace, radio, backend, server = p.env, p.trace, p.radio, p.backend, p.server
+    env, trace, backend, server = p.env, p.trace, p.backend, p.server
     c = p.client_ids[k]
     act_bits, grad_bits = backend.activation_bits(), backend.gradient_bits()
     for e in range(p.local_iterations):
         yield from device_compute(p, t, e, k, "forward")
+        yield from uplink(p, t, e, k, "uplink", "s", act_bits)
 
-        start = env.now
-        yield env.timeout(radio.transfer_end_s(k, "s", start, act_bits) - start)
-        trace.add(t, e, c, "uplink", start, env.now, act_bits, 0.0)
+        if p.dynamic:
+            p.inflight[k] = ("server", e, env.now, None, None, 0.0, 0.0)
+            yield env.process(served(p, t, e, k, p.session[k]))
+        else:
+            arrival = env.now
+            s_start, s_end, work = yield from server.serve(lambda: backend.server_work(k))
+            if s_start > arrival:
+                trace.add(t, e, c, "server_wait", arrival, s_start, 0.0, 0.0)
+            trace.add(t, e, c, "server", s_start, s_end, 0.0, work)
 
-        arrival = env.now
-        s_start, s_end, work = yield from server.serve(lambda: backend.server_work(k))
-        if s_start > arrival:
-            trace.add(t, e, c, "server_wait", arrival, s_start, 0.0, 0.0)
-        trace.add(t, e, c, "server", s_start, s_end, 0.0, work)
-
-        start = env.now
-        yield env.timeout(radio.downlink_s(k, grad_bits))
-        trace.add(t, e, c, "downlink", start, env.now, grad_bits, 0.0)
-
+        yield from downlink(p, t, e, k, "downlink", grad_bits)
         yield from device_compute(p, t, e, k, "backward")
         if p.on_iteration is not None:
             p.on_iteration(t, env.now)
@@ -122,19 +267,47 @@ def split_iterations(p: Protocol, t: int, k: int):
 
 def adapter_upload(p: Protocol, t: int, k: int):
     """Client k sends its client adapter (S_c bits) to the federated server on the f-band."""
-    env = p.env
-    start = env.now
-    bits = p.backend.adapter_bits()
-    yield env.timeout(p.radio.transfer_end_s(k, "f", start, bits) - start)
-    p.trace.add(t, NO_ITERATION, p.client_ids[k], "adapter_upload", start, env.now, bits, 0.0)
+    yield from uplink(p, t, NO_ITERATION, k, "adapter_upload", "f", p.backend.adapter_bits())
+
+
+def catch_up(p: Protocol, t: int, k: int):
+    """A selected client that missed the last broadcast downloads the global adapter first (unicast)."""
+    if p.has_global[k] < t - 1:
+        yield from downlink(p, t, NO_ITERATION, k, "adapter_download", p.backend.adapter_bits())
+        p.has_global[k] = t - 1
+
+
+def interrupted(p: Protocol, t: int, k: int, cause: str) -> None:
+    """Record the phase client k was in when ``cause`` (drop, cancel) stopped its round's work."""
+    env, c = p.env, p.client_ids[k]
+    now = env.now
+    phase, e, start, res, band, flops, duration = p.inflight.get(k, ("", NO_ITERATION, now, None, None, 0.0, 0.0))
+    if res is not None:  # a transfer: the bits that had arrived by now
+        bits = cm.bits_until(res, now)
+        stalls = p.radio.record(k, band, res, until_s=now) if band in ("s", "f") else []
+        p.radio.release(k, band, now)
+        p.trace.add(t, e, c, phase, start, now, bits, 0.0)
+        _mark_stalls(p, t, e, k, stalls)
+        p.trace.add(t, e, c, "abort", now, now, bits, 0.0)
+    elif phase in ("forward", "backward"):
+        done = (now - start) / duration if duration > 0 else 1.0
+        p.trace.add(t, e, c, phase, start, now, 0.0, flops * min(1.0, done))
+    p.trace.add(t, e, c, cause, now, now, 0.0, 0.0)
+    p.session[k] += 1
 
 
 def client_process(p: Protocol, k: int):
-    """sfl: every round, E split iterations then the adapter upload."""
+    """sfl: every round it is selected for, E split iterations then the adapter upload."""
     while True:
-        t = yield p.next_round
-        yield from split_iterations(p, t, k)
-        yield from adapter_upload(p, t, k)
+        t = yield p.start[k]
+        try:
+            if p.dynamic:
+                yield from catch_up(p, t, k)
+            yield from split_iterations(p, t, k)
+            yield from adapter_upload(p, t, k)
+        except simpy.Interrupt as stop:
+            interrupted(p, t, k, stop.cause)
+            continue
         p.uploaded(k, p.env.now)
 
 
@@ -142,13 +315,19 @@ def fl_client_process(p: Protocol, k: int):
     """fl: every round, E iterations of the whole model on the device (nothing on the air), then the upload."""
     env = p.env
     while True:
-        t = yield p.next_round
-        for e in range(p.local_iterations):
-            yield from device_compute(p, t, e, k, "forward")
-            yield from device_compute(p, t, e, k, "backward")
-            if p.on_iteration is not None:
-                p.on_iteration(t, env.now)
-        yield from adapter_upload(p, t, k)
+        t = yield p.start[k]
+        try:
+            if p.dynamic:
+                yield from catch_up(p, t, k)
+            for e in range(p.local_iterations):
+                yield from device_compute(p, t, e, k, "forward")
+                yield from device_compute(p, t, e, k, "backward")
+                if p.on_iteration is not None:
+                    p.on_iteration(t, env.now)
+            yield from adapter_upload(p, t, k)
+        except simpy.Interrupt as stop:
+            interrupted(p, t, k, stop.cause)
+            continue
         p.uploaded(k, env.now)
 
 
@@ -156,29 +335,45 @@ def sl_turn(p: Protocol, t: int, k: int):
     """sl: client k's turn: the federated server relays the client adapter to it on the downlink (the
     hand-off from the previous client), it runs its E iterations alone, and uploads its adapter on the f-band
     for the next client."""
-    env = p.env
-    start = env.now
     bits = p.backend.adapter_bits()
-    yield env.timeout(p.radio.downlink_s(k, bits))
-    p.trace.add(t, NO_ITERATION, p.client_ids[k], "adapter_download", start, env.now, bits, 0.0)
+    yield from downlink(p, t, NO_ITERATION, k, "adapter_download", bits)
     p.backend.begin_turn(k)
     yield from split_iterations(p, t, k)
     yield from adapter_upload(p, t, k)
     p.backend.end_turn(k)
 
 
-def _begin_round(p: Protocol, t: int) -> RoundRecord:
+def _select(p: Protocol, available: list, gains) -> list:
+    """The clients of this round among the available ones (problem indices, increasing)."""
+    n = p.rule.num_selected(len(available)) if p.rule is not None else len(available)
+    if n >= len(available) or p.selection == "all":
+        return list(available)
+    if p.selection == "random":
+        return sorted(int(x) for x in p.selection_rng.choice(np.asarray(available), size=n, replace=False))
+    # solver: the n shortest closed-form client rounds under the allocation the policy makes for all of them
+    _, sub, sub_alloc = p.policy.decide_for(len(p.records), gains[0], gains[1], available, commit=False)
+    times = sub_alloc.evaluate(sub).breakdown.client_round_s
+    if times.size != len(available):  # a static allocation: scored on every client
+        times = times[np.asarray(available)]
+    order = np.argsort(times, kind="stable")[:n]
+    return sorted(int(available[i]) for i in order)
+
+
+def _begin_round(p: Protocol, t: int, available: list | None = None) -> RoundRecord:
     """Record the round, take the policy's allocation and put it in force."""
     env = p.env
     record = RoundRecord(round=t, start_s=env.now)
     p.records.append(record)
-    if p.policy.needs_gains:
-        gain_s, gain_f = p.radio.gains_at(env.now)
-        alloc = p.policy.decide(t, gain_s, gain_f)
+    gains = p.radio.gains_at(env.now) if (p.policy.needs_gains or p.selection == "solver") else (None, None)
+    members = list(range(p.num_clients)) if available is None else _select(p, available, gains)
+    record.selected = [p.client_ids[k] for k in members]
+    if not p.dynamic:
+        alloc = p.policy.decide(t, *gains) if p.policy.needs_gains else p.policy.decide(t)
+        record.analytic_round_s = alloc.evaluate(p.problem).round_time_s
     else:
-        alloc = p.policy.decide(t)
+        alloc, sub, sub_alloc = p.policy.decide_for(t, gains[0], gains[1], members)
+        record.analytic_round_s = sub_alloc.evaluate(sub).round_time_s
     record.allocation = alloc
-    record.analytic_round_s = alloc.evaluate(p.problem).round_time_s
     p.backend.configure(alloc.split, alloc.rank)
     p.radio.use(alloc)
     return record
@@ -197,33 +392,105 @@ def sl_coordinator_process(p: Protocol):
             record.upload_end_s[p.client_ids[k]] = env.now
             turns[p.client_ids[k]] = env.now - start
         record.end_s = env.now
+        record.aggregated = list(record.selected)
         record.straggler = max(turns, key=lambda c: (turns[c], -c))
         record.metrics = p.backend.finish_round(t)
         if p.on_round_end is not None:
             p.on_round_end(record)
 
 
+def _wait_for_clients(p: Protocol, need: int):
+    """Wait until at least ``need`` clients are available; False if that can never happen again."""
+    while sum(p.available) < need:
+        coming = sum(1 for k, m in enumerate(p.availability or []) if not p.available[k]
+                     and math.isfinite(m.next_available_s(p.env.now)))
+        if sum(p.available) + coming < need:
+            return False
+        yield p.availability_changed
+    return True
+
+
+def _run_attempt(p: Protocol, t: int, attempt: int):
+    """One attempt of round t under the round rule; returns its record (``discarded`` if it must be repeated)."""
+    env, rule = p.env, p.rule
+    available = [k for k in range(p.num_clients) if p.available[k]]
+    record = _begin_round(p, t, available if p.dynamic else None)
+    record.attempt = attempt
+    members = [k for k in range(p.num_clients) if p.client_ids[k] in set(record.selected)]
+    p.pending, p.finished, p.closed = set(members), [], env.event()
+    p.quota = rule.quota(len(members)) if rule is not None else None
+    for k in members:
+        p.active.add(k)
+        go, p.start[k] = p.start[k], env.event()
+        go.succeed(t)
+    deadline = rule.deadline_s if rule is not None else None
+    if deadline is None:
+        yield p.closed
+    else:
+        timer = env.timeout(deadline)
+        yield p.closed | timer
+        if not p.closed.triggered:
+            record.deadline_hit = True
+            if len(p.finished) < rule.min_clients and rule.below_min == "extend" and p.pending:
+                p.quota = rule.min_clients
+                p._check_closed()
+                yield p.closed
+    if p.pending:
+        p.cancel(p.pending)
+    p.closed = None
+    record.aggregated = [p.client_ids[k] for k in sorted(p.finished)]
+    need = rule.min_clients if rule is not None else 1
+    if len(p.finished) < max(1, need):
+        record.discarded = True
+        record.end_s = env.now
+        p.records.pop()
+        p.discarded.append(record)
+    return record
+
+
 def coordinator_process(p: Protocol):
     env = p.env
+    rule = p.rule
     for t in range(1, p.rounds + 1):
-        record = _begin_round(p, t)
-        p.pending_uploads = p.num_clients
-        p.all_uploaded = env.event()
-        go, p.next_round = p.next_round, env.event()
-        go.succeed(t)
-        yield p.all_uploaded
+        attempt = 0
+        while True:
+            attempt += 1
+            need = rule.min_clients if rule is not None else 1
+            if p.dynamic:
+                ok = yield from _wait_for_clients(p, need)
+                if not ok:
+                    p.stopped = (f"round {t}: fewer than {need} client(s) available and none will become available "
+                                 f"again (availability); the run stops after {len(p.records)} round(s)")
+                    return
+            record = yield from _run_attempt(p, t, attempt)
+            if not record.discarded:
+                break
+            if attempt >= (rule.max_repeats if rule is not None else 1):
+                p.stopped = (f"round {t}: {attempt} attempts ended with fewer than {need} finished client(s) "
+                             f"(round.max_repeats); the run stops after {len(p.records)} round(s)")
+                return
 
         start = env.now
         yield env.timeout(p.aggregation_s)
         p.trace.add(t, NO_ITERATION, FS_CLIENT, "aggregation", start, env.now)
         start = env.now
         bits = p.backend.adapter_bits()
-        yield env.timeout(p.radio.broadcast_s(bits))
+        if p.dynamic:
+            receivers = [k for k in range(p.num_clients) if p.available[k]]
+            end = p.radio.broadcast_end_s(receivers, start, bits)
+            yield env.timeout(end - start)
+            for k in receivers:
+                p.has_global[k] = t
+        else:
+            yield env.timeout(p.radio.broadcast_s(bits))
         p.trace.add(t, NO_ITERATION, FS_CLIENT, "broadcast", start, env.now, bits, 0.0)
 
         record.end_s = env.now
-        record.straggler = max(record.upload_end_s, key=lambda k: (record.upload_end_s[k], -k))
-        record.metrics = p.backend.finish_round(t)
+        uploads = {c: record.upload_end_s[c] for c in record.aggregated}
+        record.straggler = max(uploads, key=lambda k: (uploads[k], -k))
+        participants = None if not p.dynamic else [k for k in range(p.num_clients)
+                                                   if p.client_ids[k] in set(record.aggregated)]
+        record.metrics = p.backend.finish_round(t, participants)
         if p.on_round_end is not None:
             p.on_round_end(record)
 

@@ -6,9 +6,19 @@ Fading advances in blocks of ``channel.fading.block_s`` with the Gauss-Markov la
 blocks it spans: its end time comes from the cumulative rate (:func:`channel_models.transfer_over_blocks`).
 Powers are those of the allocation in force, held fixed for the round.
 
-The downlink (gradients, and the aggregated adapter's broadcast) is static today: each client's share
+The downlink (gradients, and the aggregated adapter's broadcast) is static by default: each client's share
 of the base station at its large-scale gain, as in the closed form, and the broadcast at the weakest
-client's rate. A contended, fading downlink is not modelled yet.
+client's rate. With ``channel.downlink.fading: fading`` both see block fading on the downlink's own
+Gauss-Markov streams (one wideband coefficient per client and block, the uplink's law): a gradient
+arrives when the integral of its client's share (B/n) log2(1 + P G |h|^2 / (N0 B)) reaches its bits, the
+broadcast when every receiver has accumulated its bits at its own full-band rate (the last receiver ends it).
+
+A changing world (docs/dynamics.md): a moving client's large-scale gain comes from the
+:class:`.mobility.LargeScaleTimeline`, block by block, and its Doppler from its speed when a transfer
+starts; a subchannel in outage (``radio.outage_rate_bps`` / ``outage_snr_db``) makes no progress in that
+block. :meth:`Radio.send` and :meth:`Radio.receive` return the whole :class:`channel_models.TransferResult`
+so that an interrupted transfer (a drop, a cancellation) records exactly the bits sent up to then
+(:meth:`Radio.record` with ``until_s``), and :meth:`Radio.release` puts the fading state back there.
 
 Clients are addressed by their index in the problem (``client_ids`` maps it to the scenario's client, whose
 channel is used; the identity except under ``protocol: fl`` with devices left out). Under ``protocol: sl``
@@ -33,19 +43,34 @@ def _band_seed(root_seed: int, band: str) -> np.random.SeedSequence:
 
 
 class Radio:
-    """Uplink transfers on the s- and f-bands of one run; records the piecewise-constant rates it used."""
+    """Uplink and downlink transfers of one run; records the piecewise-constant rates the uplink used."""
 
     def __init__(self, env, *, root_seed: int, downlink_rate_bps, broadcast_rate_bps: float, record: bool = True,
-                 client_ids=None):
+                 client_ids=None, timeline=None, outage: cm.Outage | None = None, downlink_fading: bool = False,
+                 downlink_num_served: int | None = None, carrier_hz: float = 3.5e9):
         self.env = env
         self.client_ids = np.arange(env.num_clients) if client_ids is None else np.asarray(client_ids, dtype=int)
-        self.record = record
+        self.record_rows = record
         self.fading = {b: env.observed_fading(b, _band_seed(root_seed, b)) for b in BANDS} if env.fading_enabled \
             else None
         self.downlink_rate_bps = np.asarray(downlink_rate_bps, dtype=float)
         self.broadcast_rate_bps = float(broadcast_rate_bps)
-        self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps)
+        self.timeline = timeline if timeline is not None and timeline.moving.size else None
+        self.outage = outage
+        self.downlink_num_served = int(downlink_num_served or env.num_clients)
+        self.carrier_hz = float(carrier_hz)  # a moving client's Doppler f_D = v f_c / c
+        self.dl_fading = None
+        if downlink_fading and env.fading_enabled:
+            self.dl_fading = cm.ObservedFading(env.num_clients, 1, env.rician_k_linear, env.doppler_hz, env.block_s,
+                                               seed_sequence(root_seed, "downlink-fading"))
+        # a world that changes needs every segment (to cut a transfer where it is interrupted)
+        self.dynamic = self.timeline is not None or outage is not None or self.dl_fading is not None
+        self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps[, outage_subchannels])
         self._links: dict = {}
+
+    @property
+    def record(self) -> bool:
+        return self.record_rows
 
     def use(self, alloc: Allocation) -> None:
         """Hold the allocation's subchannels and powers fixed until the next call (one per round)."""
@@ -68,41 +93,178 @@ class Radio:
                 subs = np.flatnonzero(assign == client)
                 self._links[band, client] = (subs, power[subs], bw[subs], float(mean_rates[client]))
 
-    def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
-        """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived."""
+    # -- the large-scale gain of a changing world ------------------------------------------------------
+
+    def _moving(self, device: int) -> bool:
+        return self.timeline is not None and self.timeline.is_moving(device)
+
+    def _gain_of_blocks(self, device: int, block_s: float):
+        """gain_of_blocks(first_block, n) of a moving client, on blocks of ``block_s`` (a divisor of the step)."""
+        tl = self.timeline
+        per = max(1, int(round(tl.step_s / block_s)))
+
+        def gains(first_block: int, n: int) -> np.ndarray:
+            steps = np.arange(first_block, first_block + n) // per
+            g = tl.gain_of_steps(device, int(steps[0]), int(steps[-1] - steps[0]) + 1)
+            return g[steps - steps[0]]
+        return gains
+
+    def _set_doppler(self, fading, device: int, start_s: float) -> None:
+        if self._moving(device):
+            speed = self.timeline.speed_at_step(device, self.timeline.step_of(start_s))
+            fading.set_doppler(device, float(cm.doppler_hz(speed, self.carrier_hz)))
+
+    # -- uplink ----------------------------------------------------------------------------------------
+
+    def send(self, client: int, band: str, start_s: float, bits: float) -> cm.TransferResult:
+        """The whole transfer of ``bits`` from ``client`` on ``band`` from ``start_s`` (not yet recorded)."""
         subs, power, bw, mean_rate = self._links[band, client]
         device = int(self.client_ids[client])
+        segments = self.record_rows or self.dynamic
         if self.fading is None:
-            if mean_rate <= 0:
-                raise cm.TransferError(f"client {device} has a zero rate on the {band}-band")
-            end = start_s + bits / mean_rate
-            if self.record:
-                self.channel_rows.append((device, band, np.array([start_s]), np.array([end]), np.array([mean_rate])))
-            return end
-        res = cm.transfer_over_blocks(self.fading[band], device, subs, power, bw,
-                                      float(self.env.large_scale_gain[device]), self.env.noise_psd_w_per_hz,
-                                      start_s, bits, segments=self.record)
-        if self.record:
-            self.channel_rows.append((device, band, res.starts_s, res.ends_s, res.rates_bps))
+            if not self._moving(device) and self.outage is None:
+                if mean_rate <= 0:
+                    raise cm.TransferError(f"client {device} has a zero rate on the {band}-band")
+                end = start_s + bits / mean_rate
+                return cm.TransferResult(end, np.array([start_s]), np.array([end]), np.array([mean_rate]), bits)
+            return self._send_without_fading(device, subs, power, bw, band, start_s, bits)
+        fading = self.fading[band]
+        gain_of_blocks = self._gain_of_blocks(device, fading.block_s) if self._moving(device) else None
+        if gain_of_blocks is not None:
+            self._set_doppler(fading, device, start_s)
+        return cm.transfer_over_blocks(fading, device, subs, power, bw, float(self.env.large_scale_gain[device]),
+                                       self.env.noise_psd_w_per_hz, start_s, bits, segments=segments,
+                                       gain_of_blocks=gain_of_blocks, outage=self.outage)
+
+    def _send_without_fading(self, device, subs, power, bw, band, start_s, bits) -> cm.TransferResult:
+        """No fading but a moving client or an outage rule: the rate is constant within a mobility step."""
+        n0 = self.env.noise_psd_w_per_hz
+        step_s = self.timeline.step_s if self.timeline is not None else 3600.0
+        scale = power / (n0 * bw)
+
+        def rates(first_step: int, n: int) -> np.ndarray:
+            if self._moving(device):
+                g = self.timeline.gain_of_steps(device, first_step, n)
+            else:
+                g = np.full(n, float(self.env.large_scale_gain[device]))
+            snr = g[:, None] * scale[None, :]
+            per_sub = np.log1p(snr) * (bw / np.log(2.0))
+            if self.outage is not None:
+                per_sub = np.where(self.outage.mask(snr, per_sub), 0.0, per_sub)
+            return per_sub.sum(axis=1)
+
+        if not self._moving(device) and rates(0, 1)[0] <= 0:
+            raise cm.TransferError(f"client {device} is in outage for good on the {band}-band (no fading, no "
+                                   f"movement: its rate on every subchannel is below the radio.outage threshold)")
+        return cm.transfer_over_steps(rates, step_s, start_s, bits)
+
+    def record(self, client: int, band: str, result: cm.TransferResult, until_s: float | None = None) -> list:
+        """Record the rates a transfer used (up to ``until_s`` when interrupted); returns its stalls
+        [(start_s, end_s)]: the stretches in which every one of its subchannels was in outage."""
+        starts, ends, rates = result.starts_s, result.ends_s, result.rates_bps
+        dead = result.outage_subchannels
+        if until_s is not None and starts.size:
+            keep = starts < until_s
+            starts, ends, rates = starts[keep], np.minimum(ends[keep], until_s), rates[keep]
+            dead = None if dead is None else dead[keep]
+        device = int(self.client_ids[client])
+        if self.record_rows and starts.size:
+            if self.outage is not None:
+                if dead is None:  # no fading: count the outage from the rate
+                    dead = (rates <= 0).astype(int) * int(self._links[band, client][0].size)
+                self.channel_rows.append((device, band, starts, ends, rates, dead))
+            else:
+                self.channel_rows.append((device, band, starts, ends, rates))
+        if self.outage is None or not starts.size:
+            return []
+        return _stretches(starts, ends, rates <= 0)
+
+    def release(self, client: int, band: str, time_s: float) -> None:
+        """After an interruption at ``time_s``: the client's fading state on ``band`` (s, f or dl) goes back to
+        the block holding ``time_s`` (exact when that block is in the transfer's last chunk of draws, else the
+        state is forgotten and the next observation starts from the stationary law)."""
+        fading = self.dl_fading if band == "dl" else (self.fading[band] if self.fading is not None else None)
+        if fading is None:
+            return
+        device = int(self.client_ids[client])
+        fading.release(device, cm.block_index(time_s, fading.block_s))
+
+    def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
+        """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived (recorded)."""
+        res = self.send(client, band, start_s, bits)
+        self.record(client, band, res)
         return res.end_s
 
-    def gains_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """K x S power gains of both bands in the block holding ``time_s`` (observing every subchannel), for
-        the problem's clients."""
-        ids = self.client_ids
-        if self.fading is None:
-            return self.env.average_gains("s")[ids], self.env.average_gains("f")[ids]
-        out = []
-        for band in BANDS:
-            fad = self.fading[band]
-            block = cm.block_index(time_s, fad.block_s)
-            subs = np.arange(fad.num_subchannels)
-            h = np.vstack([fad.draw(int(k), subs, block, 1) for k in ids])
-            out.append(cm.gains_from_fading(self.env.large_scale_gain[ids], h))
-        return out[0], out[1]
+    # -- downlink --------------------------------------------------------------------------------------
+
+    def receive(self, client: int, start_s: float, bits: float, *, num_served: int | None = None) -> cm.TransferResult:
+        """Client ``client`` receives ``bits`` on the downlink from ``start_s``, sharing the BS with
+        ``num_served`` clients (default: as the closed form shares it)."""
+        device = int(self.client_ids[client])
+        n = self.downlink_num_served if num_served is None else int(num_served)
+        if bits <= 0:
+            return cm.TransferResult(float(start_s), np.empty(0), np.empty(0), np.empty(0), 0.0)
+        if self.dl_fading is None and not self._moving(device):
+            rate = self.downlink_rate_bps[client] if num_served is None else float(
+                self.env.downlink_rate_bps(n)[device])
+            end = start_s + float(bits / rate)
+            return cm.TransferResult(end, np.array([start_s]), np.array([end]), np.array([float(rate)]), bits)
+        env = self.env
+        p_w, bw = env.downlink_power_w / n, env.downlink_bandwidth_hz / n
+        if self.dl_fading is None:
+            def rates(first_step: int, m: int) -> np.ndarray:
+                g = self.timeline.gain_of_steps(device, first_step, m)
+                return env.downlink_rate_bps(n, g)
+            return cm.transfer_over_steps(rates, self.timeline.step_s, start_s, bits)
+        gain_of_blocks = self._gain_of_blocks(device, self.dl_fading.block_s) if self._moving(device) else None
+        if gain_of_blocks is not None:
+            self._set_doppler(self.dl_fading, device, start_s)
+        return cm.transfer_over_blocks(self.dl_fading, device, np.array([0]), np.array([p_w]), np.array([bw]),
+                                       float(env.large_scale_gain[device]), env.noise_psd_w_per_hz, start_s, bits,
+                                       gain_of_blocks=gain_of_blocks)
 
     def downlink_s(self, client: int, bits: float) -> float:
         return float(bits / self.downlink_rate_bps[client]) if bits > 0 else 0.0
 
     def broadcast_s(self, bits: float) -> float:
         return float(bits / self.broadcast_rate_bps) if bits > 0 else 0.0
+
+    def broadcast_end_s(self, receivers, start_s: float, bits: float) -> float:
+        """When the last of ``receivers`` (problem indices) has the broadcast: each receives at its own full-band
+        rate; with every client receiving on a static downlink this is the weakest client's rate, as in the
+        closed form."""
+        receivers = list(receivers)
+        if bits <= 0 or not receivers:
+            return float(start_s)
+        if self.dl_fading is None and self.timeline is None and len(receivers) == len(self.client_ids):
+            return start_s + self.broadcast_s(bits)
+        return max(self.receive(k, start_s, bits, num_served=1).end_s for k in receivers)
+
+    def gains_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """K x S power gains of both bands in the block holding ``time_s`` (observing every subchannel), for
+        the problem's clients."""
+        ids = self.client_ids
+        large = self.env.large_scale_gain if self.timeline is None else self.timeline.gains_at(time_s)
+        if self.fading is None:
+            return tuple(np.repeat(large[ids][:, None], self.env.band(b).num_subchannels, axis=1) for b in BANDS)
+        out = []
+        for band in BANDS:
+            fad = self.fading[band]
+            block = cm.block_index(time_s, fad.block_s)
+            subs = np.arange(fad.num_subchannels)
+            h = np.vstack([fad.draw(int(k), subs, block, 1) for k in ids])
+            out.append(cm.gains_from_fading(large[ids], h))
+        return out[0], out[1]
+
+
+def _stretches(starts: np.ndarray, ends: np.ndarray, flags: np.ndarray) -> list:
+    """Merge consecutive flagged segments into [(start_s, end_s)]."""
+    out = []
+    for s, e, f in zip(starts, ends, flags):
+        if not f:
+            continue
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], float(e))
+        else:
+            out.append((float(s), float(e)))
+    return out

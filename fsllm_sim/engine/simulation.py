@@ -15,10 +15,12 @@ import numpy as np
 import simpy
 
 from ..errors import ConfigError
+from ..seeding import stream
 from .allocation import make_policy
 from .backends import AnalyticBackend, TorchBackend
 from .processes import Protocol
 from .radio import Radio
+from .rounds import fastest_round_s, is_static_world, make_rule
 from .server import make_server
 from .trace import Trace, channel_rows
 from .world import World, build_world
@@ -40,6 +42,9 @@ class SimulationResult:
     wall_s: float  # host seconds of the event loop (real training: without model loading and data setup)
     op_wall_s: float  # of which inside PyTorch ops
     notes: list = field(default_factory=list)
+    discarded: list = field(default_factory=list)  # RoundRecord of the attempts repeated (round.below_min)
+    positions: list = field(default_factory=list)  # positions.csv rows when clients move
+    stopped: str | None = None  # why the run ended before its rounds, if it did
 
     @property
     def real(self) -> bool:
@@ -53,10 +58,14 @@ class SimulationResult:
         return channel_rows(self.radio_rows)
 
     def round_rows(self) -> list[dict]:
+        """One row per round (and per discarded attempt, participants 0), in simulated-time order."""
         rows = []
-        for r in self.rounds:
+        for r in sorted(self.rounds + self.discarded, key=lambda r: (r.start_s, r.round, r.attempt)):
             row = {"round": r.round, "start_s": r.start_s, "end_s": r.end_s, "duration_s": r.end_s - r.start_s,
-                   "straggler": r.straggler, "analytic_round_s": r.analytic_round_s}
+                   "straggler": r.straggler, "analytic_round_s": r.analytic_round_s, "attempt": r.attempt,
+                   "selected": len(r.selected), "participants": 0 if r.discarded else len(r.aggregated),
+                   "dropped": len(r.dropped), "cancelled": len(r.cancelled), "deadline_hit": bool(r.deadline_hit),
+                   "aggregated_clients": "" if r.discarded else ";".join(str(c) for c in r.aggregated)}
             if self.real:
                 row["train_loss"] = r.metrics.get("train_loss", math.nan)
                 row["val_loss"] = r.metrics.get("val_loss", math.nan)
@@ -79,6 +88,9 @@ class SimulationResult:
         return None
 
     def summary(self) -> dict:
+        if not self.rounds:
+            return {**self.settings, "rounds_simulated": 0, "simulated_s": self.simulated_s, "stopped": self.stopped,
+                    "events": self.events, "wall_s": self.wall_s, "notes": list(self.notes)}
         alloc = self.rounds[0].allocation
         durations = np.array([r.end_s - r.start_s for r in self.rounds])
         analytic = np.array([r.analytic_round_s for r in self.rounds])
@@ -104,6 +116,12 @@ class SimulationResult:
             "analytic_time_to_target_s": n_r * float(analytic[0]),
             "events": self.events, "wall_s": self.wall_s,
         }
+        if not is_static_world(self.world.scenario):
+            out.update({"mean_participants": float(np.mean([len(r.aggregated) for r in self.rounds])),
+                        "dropped": int(sum(len(r.dropped) for r in self.rounds + self.discarded)),
+                        "cancelled": int(sum(len(r.cancelled) for r in self.rounds + self.discarded)),
+                        "deadline_hits": int(sum(r.deadline_hit for r in self.rounds + self.discarded)),
+                        "repeated_attempts": len(self.discarded), "stopped": self.stopped})
         if self.real:
             out.update({"initial_val_loss": self.initial_val_loss,
                         "final_val_loss": self.rounds[-1].metrics.get("val_loss"),
@@ -174,14 +192,24 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     srv = scenario.server
     server = make_server(sim_env, _discipline(kind, srv.discipline), srv.flops_per_s, problem.num_clients,
                          srv.workers)
+    dynamic = not is_static_world(scenario)
+    timeline = availability = outage = None
+    rule = make_rule(scenario.round)
+    if dynamic:
+        timeline, availability, outage = _changing_world(scenario, world, problem)
     radio = Radio(world.env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,
-                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record, client_ids=problem.client_ids)
+                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record, client_ids=problem.client_ids,
+                  timeline=timeline, outage=outage, downlink_fading=scenario.channel.downlink.fading == "fading",
+                  downlink_num_served=1 if kind == "sl" else world.env.num_clients,
+                  carrier_hz=scenario.channel.path_loss.carrier_ghz * 1e9)
     trace = Trace()
 
     if not pol.needs_gains:
         # a static allocation fixes split and rank now: prepare the model and data before the clock starts
         first = pol.decide(1)
         backend.configure(first.split, first.rank)
+        if rule.deadline_s is not None:
+            _check_deadline(scenario, problem, first, rule)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -208,10 +236,12 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                         local_iterations=scenario.training.local_iterations,
                         aggregation_s=problem.aggregation_time_s, rounds=rounds, on_round_end=round_done,
                         on_iteration=iteration_done if bar is not None else None, kind=kind,
-                        client_ids=problem.client_ids)
+                        client_ids=problem.client_ids, rule=rule if dynamic else None, availability=availability,
+                        dynamic=dynamic, selection=scenario.round.selection, selection_rng=stream(scenario.seed,
+                                                                                                  "selection"))
     setup_before_s = backend.setup_wall_s
     wall_start = time.perf_counter()
-    protocol.start()
+    protocol.start_processes()
     events = 0
     try:
         # step by step rather than env.run(): the same loop, and it counts the events processed
@@ -227,6 +257,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     # an online policy prepares the real model inside the loop (at its first decision): not engine overhead
     wall = time.perf_counter() - wall_start - (backend.setup_wall_s - setup_before_s)
     notes = list(world.warnings) + sorted({r.allocation.note for r in protocol.records if r.allocation.note})
+    if protocol.stopped:
+        notes.append(f"stopped: {protocol.stopped}")
     if training == "real" and kind == "sl" and scenario.training.server_mode != "v2":
         notes.append(f"protocol sl: one server-side adapter trained in turn order (training.server_mode="
                      f"{scenario.training.server_mode} does not apply)")
@@ -238,7 +270,63 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                 "server_discipline": srv.discipline, "server_workers": srv.workers,
                 "fading": bool(world.env.fading_enabled), "block_s": world.env.block_s,
                 "host_flops_per_s": backend.host_flops_per_s}
+    if dynamic:
+        settings.update({"mobility": scenario.mobility.model if not scenario.mobility.groups else "groups",
+                         "availability": scenario.availability.model, "round_policy": scenario.round.policy,
+                         "selection": scenario.round.selection,
+                         "downlink_fading": scenario.channel.downlink.fading,
+                         "outage": outage is not None})
+    end_s = max([r.end_s for r in protocol.records + protocol.discarded] + [0.0])
+    positions = timeline.position_rows(end_s) if timeline is not None else []
     return SimulationResult(world=world, settings=settings, trace=trace, radio_rows=radio.channel_rows,
                             rounds=protocol.records, initial_val_loss=backend.initial_val_loss,
                             target_val_loss=target, events=events, wall_s=wall, op_wall_s=backend.op_wall_s,
-                            notes=notes)
+                            notes=notes, discarded=protocol.discarded, positions=positions,
+                            stopped=protocol.stopped)
+
+
+def _changing_world(scenario, world: World, problem):
+    """The timeline of positions and gains (None if no client moves), the availability of each problem
+    client (None: always), and the outage rule (None: none)."""
+    import channel_models as cm
+
+    from ..availability import make_availability
+    from ..seeding import seed_sequence
+    from ..trace_files import read_availability_csv, read_mobility_csv
+    from .mobility import LargeScaleTimeline, client_motion
+
+    k = world.env.num_clients
+    timeline = None
+    mob = scenario.mobility
+    traces = None
+    if mob.model == "trace":
+        lay = scenario.clients.layout
+        traces = read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m, min_distance_m=lay.min_distance_m)
+    if traces or any(m is not None for m in client_motion(scenario, k)):
+        timeline = LargeScaleTimeline(scenario, world.env, traces=traces)
+    av = scenario.availability
+    availability = None
+    if av.model != "always":
+        intervals = read_availability_csv(av.trace_path, k) if av.model == "trace" else None
+        models = make_availability(av.model, k, seed_sequence=seed_sequence(scenario.seed, "availability"),
+                                   mean_on_s=av.mean_on_s, mean_off_s=av.mean_off_s, share=av.share,
+                                   intervals=intervals, initial=av.initial)
+        availability = [models[int(c)] for c in problem.client_ids]
+    radio = scenario.radio
+    outage = None
+    if radio.outage_rate_bps is not None or radio.outage_snr_db is not None:
+        outage = cm.Outage(rate_bps=radio.outage_rate_bps,
+                           snr_linear=None if radio.outage_snr_db is None else float(cm.db_to_linear(radio.outage_snr_db)))
+    return timeline, availability, outage
+
+
+def _check_deadline(scenario, problem, alloc, rule) -> None:
+    """A deadline no client can meet fails now, with the fastest possible round time (not an endless loop)."""
+    times = np.sort(fastest_round_s(problem, alloc.split, alloc.rank))
+    need = max(1, rule.min_clients)
+    fastest = float(times[min(need, times.size) - 1])
+    if rule.deadline_s < fastest:
+        who = "client" if need == 1 else f"{need} clients (round.min_clients)"
+        raise ConfigError(f"round.deadline_s={rule.deadline_s:g} s: no {who} can finish in time; the fastest possible "
+                          f"client round is {fastest:.4g} s (alone on every subchannel at full power, the server "
+                          f"to itself, mean gains at t = 0; allowed: a deadline >= {fastest:.4g} s)")

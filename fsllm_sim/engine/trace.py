@@ -10,10 +10,18 @@ import csv
 import io
 
 PHASES = ("forward", "uplink", "server_wait", "server", "downlink", "backward", "adapter_upload", "aggregation",
-          "broadcast", "adapter_download")  # adapter_download: sl's hand-off, relayed to the next client
+          "broadcast", "adapter_download")  # adapter_download: sl's hand-off, or the global adapter to a client
+# that missed the last broadcast
+# Marks of a changing world (docs/dynamics.md): a client becoming unavailable (drop, [t, t]); a transfer cut
+# short ([t, t], bits: what had arrived); the round rule cancelling a client's work (cancel, [t, t]); a
+# stretch in which every subchannel of a transfer was in outage (stall, [start, end]).
+MARKS = ("drop", "abort", "cancel", "stall")
 TRACE_COLUMNS = ("round", "iteration", "client", "phase", "start_s", "end_s", "bits", "flops")
 CHANNEL_COLUMNS = ("client", "band", "start_s", "end_s", "rate_bps")
-ROUND_COLUMNS = ("round", "start_s", "end_s", "duration_s", "straggler", "analytic_round_s")
+OUTAGE_COLUMN = "outage_subchannels"  # with an outage rule: the transfer's subchannels in outage in the segment
+POSITION_COLUMNS = ("client", "t_s", "x_m", "y_m", "los")
+ROUND_COLUMNS = ("round", "start_s", "end_s", "duration_s", "straggler", "analytic_round_s", "attempt", "selected",
+                 "participants", "dropped", "cancelled", "deadline_hit", "aggregated_clients")
 REAL_ROUND_COLUMNS = ("train_loss", "val_loss")
 FS_CLIENT = -1  # the federated server's rows (aggregation, broadcast)
 NO_ITERATION = -1
@@ -50,8 +58,14 @@ def csv_text(columns, rows) -> str:
 
 
 def channel_rows(radio_rows) -> list[tuple]:
-    """Flatten the radio's per-transfer arrays into ``(client, band, start_s, end_s, rate_bps)`` rows."""
+    """Flatten the radio's per-transfer arrays into ``(client, band, start_s, end_s, rate_bps)`` rows (and the
+    subchannels in outage, when an outage rule is on)."""
     out = []
-    for client, band, starts, ends, rates in radio_rows:
-        out.extend((int(client), band, float(s), float(e), float(r)) for s, e, r in zip(starts, ends, rates))
+    for row in radio_rows:
+        client, band, starts, ends, rates = row[:5]
+        if len(row) == 6:
+            out.extend((int(client), band, float(s), float(e), float(r), int(d))
+                       for s, e, r, d in zip(starts, ends, rates, row[5]))
+        else:
+            out.extend((int(client), band, float(s), float(e), float(r)) for s, e, r in zip(starts, ends, rates))
     return out

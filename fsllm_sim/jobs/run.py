@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from plots import plot_delay_breakdown, plot_layout, plot_loss_vs_time, plot_round_gantt
+from plots import plot_delay_breakdown, plot_layout, plot_loss_vs_time, plot_participation, plot_round_gantt
 
 from ..engine import SimulationResult, build_world, simulate
 from ..engine.world import print_warnings
-from ..engine.trace import CHANNEL_COLUMNS, ROUND_COLUMNS, TRACE_COLUMNS, csv_text
+from ..engine.trace import CHANNEL_COLUMNS, OUTAGE_COLUMN, POSITION_COLUMNS, ROUND_COLUMNS, TRACE_COLUMNS, csv_text
 from ..report import format_table
 from ..rundir import (atomic_write_csv, atomic_write_json, atomic_write_text, check_output_dir, create_run_dir,
                       mark_complete)
@@ -89,12 +89,22 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     real = result.real
     atomic_write_text(run_dir / "trace.csv", csv_text(TRACE_COLUMNS, result.trace.rows))
     if result.radio_rows:
-        atomic_write_text(run_dir / "channel.csv", csv_text(CHANNEL_COLUMNS, result.channel_rows()))
+        outage = any(len(r) == 6 for r in result.radio_rows)
+        atomic_write_text(run_dir / "channel.csv", csv_text(CHANNEL_COLUMNS + ((OUTAGE_COLUMN,) if outage else ()),
+                                                            result.channel_rows()))
+    if result.positions:
+        atomic_write_text(run_dir / "positions.csv", csv_text(POSITION_COLUMNS, result.positions))
     rounds = result.round_rows()
     columns = list(ROUND_COLUMNS) + (["train_loss", "val_loss"] if real else [])
     atomic_write_text(run_dir / "rounds.csv", csv_text(columns, [[r[c] for c in columns] for r in rounds]))
     atomic_write_json(run_dir / "allocations.json",
                       [{"round": r.round, **r.allocation.to_dict()} for r in result.rounds])
+    if not result.rounds:  # stopped before its first round: what was computed, and why
+        summary = result.summary()
+        atomic_write_json(run_dir / "results.json", {"summary": summary, "rounds": rounds,
+                                                     "profile": result.world.profile_meta})
+        atomic_write_json(run_dir / "timing.json", {"wall_s": summary.pop("wall_s"), "events": result.events})
+        return summary
     clients = client_rows(result)
     atomic_write_csv(run_dir / "clients.csv", clients)
     summary = result.summary()
@@ -110,8 +120,15 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     plot_delay_breakdown(alloc.evaluate(result.world.problem).breakdown, scenario.training.local_iterations,
                          run_dir / "delay_breakdown.png", title=f"{scenario.name}: closed form, {name}")
     env = result.world.env
+    paths = {}
+    for c, _, x, y, _ in result.positions:
+        paths.setdefault(c, ([], []))
+        paths[c][0].append(x)
+        paths[c][1].append(y)
     plot_layout(env.positions_m, env.los, env.mean_snr_db("s"), scenario.clients.layout.radius_m,
-                run_dir / "layout.png", title=f"{scenario.name}: K={env.num_clients}")
+                run_dir / "layout.png", title=f"{scenario.name}: K={env.num_clients}", trajectories=paths)
+    if "round_policy" in result.settings:  # a changing world: who took part in each round
+        plot_participation(rounds, run_dir / "participation.png", title=f"{scenario.name}: participation, {name}")
     if real:
         times, losses = result.loss_curve()
         plot_loss_vs_time({name: {"time_s": times, "value": losses}}, run_dir / "loss_vs_time.png",
@@ -130,6 +147,11 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
                       timing=timing, progress=progress, echo=echo, world=world)
     run_dir = create_run_dir(scenario, "run", runs_dir)
     summary = write_simulation(result, run_dir)
+    if not result.rounds:
+        mark_complete(run_dir, stopped=result.stopped)
+        echo(f"stopped: {result.stopped}")
+        echo(f"run directory: {run_dir}")
+        return run_dir
     rows = client_rows(result)
     echo(f"scenario {scenario.name!r}: K={world.num_clients}, split l={summary['split']}, rank r={summary['rank']}, "
          f"allocation {summary['allocation']}, {summary['training']} training, server {summary['server_discipline']}"
@@ -141,10 +163,15 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
                         r["compute_s_per_round"], r["uplink_s_per_round"], r["server_wait_s_per_round"],
                         r["server_s_per_round"], r["downlink_s_per_round"], r["adapter_upload_s_per_round"]]
                        for r in rows], digits=3))
+    dyn = "round_policy" in result.settings
     round_table = [[r["round"], r["duration_s"], r["analytic_round_s"], r["straggler"]]
+                   + ([r["participants"], r["dropped"], r["cancelled"], r["deadline_hit"]] if dyn else [])
                    + ([r["train_loss"], r["val_loss"]] if result.real else []) for r in result.round_rows()]
     echo(format_table(["round", "simulated s", "closed form s", "straggler"]
+                      + (["aggregated", "dropped", "cancelled", "deadline hit"] if dyn else [])
                       + (["train loss", "val loss"] if result.real else []), round_table))
+    if result.stopped:
+        echo(f"stopped: {result.stopped}")
     echo(f"mean round {summary['mean_round_s']:.4g} s simulated vs {summary['mean_analytic_round_s']:.4g} s closed form "
          f"with {summary['analytic_rates']} rates ({100 * summary['round_gap_vs_analytic']:+.1f} %) and "
          f"{summary['mean_mean_gain_round_s']:.4g} s with mean-gain rates ({100 * summary['round_gap_vs_mean_gain']:+.1f} %)"
@@ -157,7 +184,7 @@ def run_simulation(scenario, *, allocation: str | None = None, training: str | N
              + ("no target loss (set simulation.target_val_loss)" if target is None else
                 f"target {target:.4f} " + (f"reached at {reached:.4g} s simulated" if reached is not None else
                                            f"not reached in {len(result.rounds)} rounds")))
-    mark_complete(run_dir)  # the last step: status.json says complete only once everything is written
+    mark_complete(run_dir, stopped=result.stopped)  # the last step: complete only once everything is written
     for note in summary["notes"]:
         if note not in world.warnings:  # those were printed before the run
             echo(f"note: {note}")
