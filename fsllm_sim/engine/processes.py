@@ -296,10 +296,19 @@ def interrupted(p: Protocol, t: int, k: int, cause: str) -> None:
     p.session[k] += 1
 
 
+def _wait_for_start(p: Protocol, k: int):
+    """The round index when the coordinator starts client k (an interrupt while idle has nothing to cut)."""
+    while True:
+        try:
+            return (yield p.start[k])
+        except simpy.Interrupt:
+            continue
+
+
 def client_process(p: Protocol, k: int):
     """sfl: every round it is selected for, E split iterations then the adapter upload."""
     while True:
-        t = yield p.start[k]
+        t = yield from _wait_for_start(p, k)
         try:
             if p.dynamic:
                 yield from catch_up(p, t, k)
@@ -315,7 +324,7 @@ def fl_client_process(p: Protocol, k: int):
     """fl: every round, E iterations of the whole model on the device (nothing on the air), then the upload."""
     env = p.env
     while True:
-        t = yield p.start[k]
+        t = yield from _wait_for_start(p, k)
         try:
             if p.dynamic:
                 yield from catch_up(p, t, k)
@@ -437,6 +446,7 @@ def _run_attempt(p: Protocol, t: int, attempt: int):
                 yield p.closed
     if p.pending:
         p.cancel(p.pending)
+        yield env.timeout(0.0)  # the cancelled clients record their cut work (interrupts are urgent) first
     p.closed = None
     record.aggregated = [p.client_ids[k] for k in sorted(p.finished)]
     need = rule.min_clients if rule is not None else 1

@@ -208,8 +208,9 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
         # a static allocation fixes split and rank now: prepare the model and data before the clock starts
         first = pol.decide(1)
         backend.configure(first.split, first.rank)
-        if rule.deadline_s is not None:
-            _check_deadline(scenario, problem, first, rule)
+    if rule.deadline_s is not None:
+        _check_deadline(problem, [(first.split, first.rank)] if not pol.needs_gains else problem.candidate_pairs(),
+                        rule)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -290,23 +291,25 @@ def _changing_world(scenario, world: World, problem):
     client (None: always), and the outage rule (None: none)."""
     import channel_models as cm
 
-    from ..availability import make_availability
-    from ..seeding import seed_sequence
-    from ..trace_files import read_availability_csv, read_mobility_csv
-    from .mobility import LargeScaleTimeline, client_motion
-
     k = world.env.num_clients
     timeline = None
     mob = scenario.mobility
     traces = None
+    if mob.model != "static" or mob.groups:
+        from ..trace_files import read_mobility_csv
+        from .mobility import LargeScaleTimeline, client_motion
     if mob.model == "trace":
         lay = scenario.clients.layout
         traces = read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m, min_distance_m=lay.min_distance_m)
-    if traces or any(m is not None for m in client_motion(scenario, k)):
+    if mob.model != "static" or mob.groups and (traces or any(m is not None for m in client_motion(scenario, k))):
         timeline = LargeScaleTimeline(scenario, world.env, traces=traces)
     av = scenario.availability
     availability = None
     if av.model != "always":
+        from ..availability import make_availability
+        from ..seeding import seed_sequence
+        from ..trace_files import read_availability_csv
+
         intervals = read_availability_csv(av.trace_path, k) if av.model == "trace" else None
         models = make_availability(av.model, k, seed_sequence=seed_sequence(scenario.seed, "availability"),
                                    mean_on_s=av.mean_on_s, mean_off_s=av.mean_off_s, share=av.share,
@@ -320,9 +323,9 @@ def _changing_world(scenario, world: World, problem):
     return timeline, availability, outage
 
 
-def _check_deadline(scenario, problem, alloc, rule) -> None:
+def _check_deadline(problem, pairs, rule) -> None:
     """A deadline no client can meet fails now, with the fastest possible round time (not an endless loop)."""
-    times = np.sort(fastest_round_s(problem, alloc.split, alloc.rank))
+    times = np.sort(np.min([fastest_round_s(problem, split, rank) for split, rank in pairs], axis=0))
     need = max(1, rule.min_clients)
     fastest = float(times[min(need, times.size) - 1])
     if rule.deadline_s < fastest:
