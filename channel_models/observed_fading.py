@@ -356,6 +356,8 @@ def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power
         block += n
         if last_chunk:
             break
+        if outage is not None:  # a link in outage can stall for long: look further ahead each time
+            chunk_blocks = min(2 * chunk_blocks, 1 << 16)
         if block - n0 > MAX_TRANSFER_BLOCKS:
             raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
                                 f"fading blocks (is every power zero, or is the link in outage for good?)")
