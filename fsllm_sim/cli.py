@@ -81,11 +81,14 @@ def _cmd_run(args) -> int:
 
 def _cmd_compare(args) -> int:
     from .config import load_scenario
-    from .jobs.compare import parse_methods, run_compare
+    from .jobs.compare import parse_choices, parse_methods, run_compare
 
     run_compare(load_scenario(args.scenario), parse_methods(args.methods), training=args.training,
                 rounds=args.rounds, runs_dir=args.runs_dir, progress=not args.no_progress,
-                profile_source=args.profile)
+                profile_source=args.profile,
+                policies=parse_choices(args.policies, "--policies", ("static", "online")),
+                round_policies=parse_choices(args.round_policies, "--round-policies",
+                                             ("wait-all", "deadline", "over-selection")))
     return 0
 
 
@@ -239,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["compare"].add_argument("--methods", required=True, metavar="M1,M2,...",
                                         help="allocations to compare: equal-share, solver methods (bcd, equal, "
                                              "random, max-power, exact, gurobi) or solution.json paths")
+    sub.choices["compare"].add_argument("--policies", default=None, metavar="static,online",
+                                        help="also compare allocation policies: static (solved once) and online "
+                                             "(re-solved each round on the clients taking part)")
+    sub.choices["compare"].add_argument("--round-policies", default=None, metavar="wait-all,deadline,...",
+                                        help="also compare round rules (round.policy): wait-all, deadline, "
+                                             "over-selection (deadline_s and clients_per_round from the scenario)")
     sub.choices["optimize"].add_argument("--method", default=None,
                                          help="solver (default: the scenario's optimizer.method)")
     sub.choices["optimize"].add_argument("--no-baselines", action="store_true", help="skip the baseline comparison")

@@ -8,6 +8,10 @@
 2. Real training, default scenario (SmolLM2, K = 8, b = 4, L = 128, E = 5), one round: the share of the
    event loop's wall time spent outside PyTorch ops (target < 5 %). Model loading, data preparation and the
    first evaluation happen before the loop and are not counted.
+4. A changing world (``--only dynamic``): the scale run (K = 1000, 20 rounds, analytic) with random-waypoint
+   mobility (pedestrians, 0.1 s updates), Markov availability (mean on 60 s, off 20 s), a deadline round rule
+   and downlink fading, against the same run with all of them off, one after the other in one process:
+   the ratio of the event loops' wall times (target <= 2x).
 3. Real training, SmolLM2 through the engine, K = 32 against K = 1 (one round, E = 1, b = 4, L = 128): peak
    resident memory of each run in a fresh subprocess (target ratio <= 1.3). The engine runs the whole real
    iteration when a request enters service, so one autograd graph is held at a time whatever K.
@@ -23,6 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import simpy
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "default.yaml"
@@ -74,6 +79,33 @@ def scale_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int = 
             "simulated_s": res.simulated_s, "trace_rows": len(res.trace.rows)}
 
 
+def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int = 20) -> dict:
+    """Wall time of the scale run with mobility, Markov availability, a deadline and downlink fading on, and
+    with them off, measured side by side."""
+    from ..engine import simulate
+    from ..engine.world import build_world
+
+    base = _scenario()
+    channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=subchannels),
+                      f_band=replace(base.channel.f_band, subchannels=subchannels))
+    off = replace(base, channel=channel, clients=replace(base.clients, count=clients),
+                  simulation=replace(base.simulation, rounds=rounds, training="analytic", record_channel=False))
+    world = build_world(off, profile_source="analytic", progress=False)
+    res_off = simulate(off, profile_source="analytic", allocation="equal-share", world=world)
+    # a deadline that bites: 80 % of the clients' uploads of round 1 (all off) arrive within it
+    first = res_off.rounds[0]
+    deadline = float(np.quantile([t - first.start_s for t in first.upload_end_s.values()], 0.8))
+    on = replace(off, mobility=replace(off.mobility, model="random-waypoint", speed_min_mps=0.5, speed_max_mps=1.5),
+                 availability=replace(off.availability, model="markov", mean_on_s=60.0, mean_off_s=20.0),
+                 round=replace(off.round, policy="deadline", deadline_s=deadline),
+                 channel=replace(channel, downlink=replace(channel.downlink, fading="fading")))
+    res_on = simulate(on, profile_source="analytic", allocation="equal-share", world=world)
+    return {"clients": clients, "rounds": rounds, "wall_s_off": res_off.wall_s, "wall_s_on": res_on.wall_s,
+            "ratio": res_on.wall_s / res_off.wall_s, "events_off": res_off.events, "events_on": res_on.events,
+            "deadline_s": deadline, "mean_participants": res_on.summary()["mean_participants"],
+            "dropped": res_on.summary()["dropped"], "rounds_on": len(res_on.rounds)}
+
+
 def overhead_benchmark() -> dict:
     from ..engine import simulate
 
@@ -115,12 +147,12 @@ def memory_benchmark(small: int = 1, large: int = 32) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fsllm-sim bench engine")
     p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--only", choices=("scale", "overhead", "memory"), action="append")
+    p.add_argument("--only", choices=("scale", "overhead", "memory", "dynamic"), action="append")
     args = p.parse_args(argv)
     if args.memory_child is not None:
         memory_child(args.memory_child)
         return 0
-    which = args.only or ["scale", "overhead", "memory"]
+    which = args.only or ["scale", "dynamic", "overhead", "memory"]
     if "scale" in which:
         # fading on is the benchmark; fading off shows the engine's own cost per event, without the
         # integration of each transfer over its fading blocks (hundreds of blocks per transfer here)
@@ -131,6 +163,12 @@ def main(argv=None) -> int:
                   f"{r['wall_s_event_loop']:.1f} s (total {r['wall_s_total']:.1f} s, target < 30 s); "
                   f"{r['engine_events_per_s']:.0f} events/s vs bare SimPy {r['bare_simpy_events_per_s']:.0f} events/s: "
                   f"{r['slowdown_vs_bare']:.2f}x slower (target <= 3x with fading on)", flush=True)
+    if "dynamic" in which:
+        r = dynamic_benchmark()
+        print(f"dynamic: K={r['clients']}, {r['rounds']} rounds, analytic: mobility + Markov availability + deadline "
+              f"{r['deadline_s']:.3g} s + downlink fading: event loop {r['wall_s_on']:.1f} s vs {r['wall_s_off']:.1f} s "
+              f"with all off: {r['ratio']:.2f}x (target <= 2x); {r['events_on']} vs {r['events_off']} events, "
+              f"{r['mean_participants']:.0f} clients aggregated per round, {r['dropped']} drops", flush=True)
     if "overhead" in which:
         r = overhead_benchmark()
         print(f"overhead: default scenario, real SmolLM2 training, 1 round: event loop {r['loop_wall_s']:.1f} s, "
