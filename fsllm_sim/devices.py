@@ -63,7 +63,7 @@ def _trace_specs() -> dict:
     return {"flops_per_s": speed, "memory_bytes": memory}
 
 
-def _read_trace_text(p: Path, where: str) -> str:
+def _read_trace_text(p: Path, where: str, what: str = "a device trace") -> str:
     try:
         size = p.stat().st_size
         if size > MAX_TRACE_BYTES:
@@ -76,7 +76,7 @@ def _read_trace_text(p: Path, where: str) -> str:
         raise ConfigError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
     if size > MAX_TRACE_BYTES:
         raise ConfigError(f"{where}: the file is {size / 2 ** 20:.1f} MiB ({size} bytes), larger than the "
-                          f"{MAX_TRACE_BYTES / 2 ** 20:g} MiB ({MAX_TRACE_BYTES} bytes) allowed for a device trace")
+                          f"{MAX_TRACE_BYTES / 2 ** 20:g} MiB ({MAX_TRACE_BYTES} bytes) allowed for {what}")
     if raw[:1] == b"\x80":
         raise ConfigError(f"{where}: looks like a pickle file, which is refused; use a CSV")
     try:

@@ -162,11 +162,13 @@ class Protocol:
 def availability_process(p: Protocol, k: int, model):
     """Client k's availability: sleeps until each change of its timeline and reports it."""
     env = p.env
+    t = 0.0  # the timeline's own clock: env.now may differ from a switching time by rounding
     while True:
-        change = model.next_change_s(env.now)
+        change = model.next_change_s(t)
         if not math.isfinite(change):
             return
         yield env.timeout(max(0.0, change - env.now))
+        t = change
         if model.is_available(change):
             p.came_back(k)
         else:

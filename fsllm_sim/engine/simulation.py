@@ -242,12 +242,13 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                                                                                                   "selection"))
     setup_before_s = backend.setup_wall_s
     wall_start = time.perf_counter()
-    protocol.start_processes()
+    coordinator = protocol.start_processes()
     events = 0
     try:
-        # step by step rather than env.run(): the same loop, and it counts the events processed
+        # step by step rather than env.run(): the same loop, and it counts the events processed; a changing
+        # world ends with the coordinator (availability timelines would run on for ever)
         step = sim_env.step
-        while True:
+        while not (dynamic and coordinator.triggered):
             step()
             events += 1
     except simpy.core.EmptySchedule:
