@@ -69,6 +69,27 @@ class Allocation:
         return solvers.evaluate(problem, self.split, self.rank, self.assign_s, self.power_s_w, self.assign_f,
                                 self.power_f_w, method=self.label)
 
+    def members(self, num_clients: int) -> np.ndarray:
+        """The clients this allocation gives subchannels to (every client, except in a round of a changing
+        world that only some take part in)."""
+        if np.asarray(self.power_s_w).ndim == 2:  # sl: every client, in turn
+            return np.arange(num_clients)
+        return np.unique(self.assign_f[self.assign_f >= 0])
+
+    def evaluate_members(self, problem: Problem) -> tuple[np.ndarray, Solution]:
+        """(members, the closed form on the problem restricted to them): an allocation that leaves clients out
+        is scored on the clients it serves."""
+        members = self.members(problem.num_clients)
+        if members.size == problem.num_clients:
+            return members, self.evaluate(problem)
+        index = {int(c): i for i, c in enumerate(members)}
+
+        def sub(assign):
+            return np.array([index.get(int(c), -1) for c in assign], dtype=int)
+        restricted = problem.restricted(members)
+        return members, solvers.evaluate(restricted, self.split, self.rank, sub(self.assign_s), self.power_s_w,
+                                         sub(self.assign_f), self.power_f_w, method=self.label)
+
     def on_clients(self, members, num_clients: int) -> "Allocation":
         """This allocation, made for the clients ``members`` of a restricted problem (indices 0..len-1), with
         the full problem's client indices: subchannel j of client i goes to client members[i]."""
@@ -226,13 +247,15 @@ class OnlineAllocationPolicy:
         return now.restricted(members)
 
     def decide(self, round_index: int, gain_s=None, gain_f=None) -> Allocation:
-        self._members = None
         sol = self._policy.decide(gain_s, gain_f, round_index)
         return Allocation.from_solution(sol, f"online {self.method}")
 
     def decide_for(self, round_index: int, gain_s, gain_f, members, commit: bool = True):
         """(allocation with the full problem's indices, the restricted problem, the allocation on it)."""
-        self._members = list(members)
+        members = list(members)
+        # a warm start from another set of clients would start from a plan that leaves some of them out
+        self._policy.warm_start = self._members is None or members == self._members
+        self._members = members
         sub = self._problem_for(np.asarray(gain_s, dtype=float), np.asarray(gain_f, dtype=float), round_index)
         if commit:
             sol = self._policy.decide(gain_s, gain_f, round_index)

@@ -96,7 +96,7 @@ class SimulationResult:
         analytic = np.array([r.analytic_round_s for r in self.rounds])
         n_r = float(self.world.convergence.rounds(alloc.rank))
         problem = self.world.problem
-        mean_gain = np.array([r.allocation.evaluate(dataclasses.replace(problem, rate_model="mean-gain")).round_time_s
+        mean_gain = np.array([r.allocation.evaluate_members(dataclasses.replace(problem, rate_model="mean-gain"))[1].round_time_s
                               for r in self.rounds])
         out = {
             "allocation": alloc.label, "split": alloc.split, "rank": alloc.rank, **self.settings,

@@ -30,19 +30,20 @@ def client_rows(result: SimulationResult) -> list[dict]:
     world = result.world
     env, fleet = world.env, world.fleet
     alloc = result.rounds[0].allocation
-    closed = alloc.evaluate(world.problem)
+    served, closed = alloc.evaluate_members(world.problem)  # round 1's clients (all, in a static world)
     k = world.num_clients
     bits = {ph: np.zeros(k) for ph in ("uplink", "adapter_upload")}
     busy = {ph: np.zeros(k) for ph in ("forward", "backward", "uplink", "server_wait", "server", "downlink",
                                        "adapter_upload", "adapter_download")}
     for _, _, client, phase, start, end, b, _ in result.trace.rows:
-        if client >= 0:
+        if client >= 0 and phase in busy:  # marks (drop, abort, cancel, stall) are not busy time
             busy[phase][client] += end - start
             if phase in bits:
                 bits[phase][client] += b
     r_s, r_f = world.problem.rates(alloc.assign_s, alloc.power_s_w, alloc.assign_f, alloc.power_f_w)
     # the problem's index of each scenario client (protocol fl leaves out devices without the memory)
     index = {int(c): i for i, c in enumerate(world.problem.client_ids)}
+    in_closed = {int(c): j for j, c in enumerate(served)}
     n_rounds = len(result.rounds)
     rows = []
     for c in range(k):
@@ -66,7 +67,8 @@ def client_rows(result: SimulationResult) -> list[dict]:
             "server_s_per_round": float(busy["server"][c] / n_rounds),
             "downlink_s_per_round": float(busy["downlink"][c] / n_rounds),
             "adapter_upload_s_per_round": float(upload / n_rounds),
-            "analytic_client_round_s": float(closed.breakdown.client_round_s[i]) if i is not None else math.nan,
+            "analytic_client_round_s": float(closed.breakdown.client_round_s[in_closed[i]])
+            if i is not None and i in in_closed else math.nan,
         })
         if world.problem.protocol == "sl":  # the hand-off: the client adapter relayed to this client
             rows[-1]["adapter_download_s_per_round"] = float(busy["adapter_download"][c] / n_rounds)
@@ -117,7 +119,7 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     name = label or alloc.label
     plot_round_gantt(result.trace.as_dicts(), 1, run_dir / "gantt_round1.png",
                      title=f"{scenario.name}: round 1, {name}, l={alloc.split}, r={alloc.rank}")
-    plot_delay_breakdown(alloc.evaluate(result.world.problem).breakdown, scenario.training.local_iterations,
+    plot_delay_breakdown(alloc.evaluate_members(result.world.problem)[1].breakdown, scenario.training.local_iterations,
                          run_dir / "delay_breakdown.png", title=f"{scenario.name}: closed form, {name}")
     env = result.world.env
     paths = {}
