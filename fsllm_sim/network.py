@@ -91,6 +91,15 @@ def build_environment(scenario) -> RadioEnvironment:
     pl_cfg = ch.path_loss
     lay = scenario.clients.layout
     positions = cm.place_clients_in_disc(stream(scenario.seed, "placement"), k, lay.radius_m, lay.min_distance_m)
+    mob = getattr(scenario, "mobility", None)
+    if mob is not None and mob.model == "trace":  # a traced client starts where its trace is at t = 0
+        from channel_models.mobility import interpolate_path
+
+        from .trace_files import read_mobility_csv
+
+        for c, (t, xy) in read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m,
+                                            min_distance_m=lay.min_distance_m).items():
+            positions[c] = interpolate_path(t, xy, [0.0])[0][0]
     d2 = cm.distances_2d_m(positions)
     model = pl_cfg.model
     if pl_cfg.los == "always":

@@ -138,6 +138,13 @@ def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _plain(item):
+    """A checked value as plain YAML data (a list of sections becomes a list of mappings)."""
+    from .loader import scenario_to_dict
+
+    return scenario_to_dict(item) if isinstance(item, tuple) else item
+
+
 def _value_list(where: str, path: str, values, spec: Spec) -> tuple:
     """A non-empty list of values of one field, each checked against the field and given once."""
     if not isinstance(values, list) or not values:
@@ -145,8 +152,7 @@ def _value_list(where: str, path: str, values, spec: Spec) -> tuple:
                           f"{path}: {spec.allowed()})")
     checked, seen = [], set()
     for i, value in enumerate(values):
-        item = _coerce(value, spec, f"{where}.{path}[{i}]")
-        item = list(item) if isinstance(item, tuple) else item
+        item = _plain(_coerce(value, spec, f"{where}.{path}[{i}]"))
         key = _canonical(item)
         if key in seen:
             raise ConfigError(f"{where}.{path}[{i}]: {shorten(value)} is given twice (allowed: each value once)")
@@ -188,8 +194,7 @@ def _read_grid(data: dict) -> tuple[tuple, tuple, tuple]:
                               f"common length)")
     out_fixed = []
     for p, v in fixed.items():
-        item = _coerce(v, field_spec(Scenario, p), f"set.{p}")
-        out_fixed.append((p, list(item) if isinstance(item, tuple) else item))
+        out_fixed.append((p, _plain(_coerce(v, field_spec(Scenario, p), f"set.{p}"))))
     return out_axes, out_zip, tuple(out_fixed)
 
 

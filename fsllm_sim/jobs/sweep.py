@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -233,6 +234,13 @@ def run_sweep_file(path: str, *, out_dir: str, backend: str = "local", workers: 
     workers = default_workers() if workers is None else workers
     check_backend(backend, workers, address)  # before any work: Ray installed, its address answering
     plan = build_plan(sweep, progress=progress, echo=echo)  # every point validated before any work
+    if sweep.evaluator == "analytic":
+        from ..engine.rounds import is_static_world
+
+        if any(not is_static_world(scenario) for _, scenario in plan.points):
+            print("warning: sweep: evaluator analytic scores the closed form at t = 0, which does not see "
+                  "mobility, availability, round rules, outage or downlink fading; use evaluator: simulate",
+                  file=sys.stderr)
     store = ResultStore(out_dir)
     rows = store.finished(plan.runs)
     walls = {key: store.timing(key) for key in rows}

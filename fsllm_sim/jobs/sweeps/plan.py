@@ -104,6 +104,10 @@ def _seeded(scenario, seed: int, digests: dict) -> tuple:
     seeded = dataclasses.replace(scenario, seed=seed)
     files = {"devices.speed.trace_path": _file_digest(seeded.devices.speed.trace_path, digests),
              "convergence.calibration": _file_digest(seeded.convergence.calibration, digests)}
+    for field in ("mobility", "availability"):  # a world that changes by a trace: its file too
+        trace = getattr(seeded, field).trace_path
+        if trace is not None:
+            files[f"{field}.trace_path"] = _file_digest(trace, digests)
     return seeded, config_key(scenario_to_dict(seeded), files)
 
 
