@@ -1,0 +1,57 @@
+"""Scenario fields of a changing world: one-line errors naming the field and the allowed range, and
+resolved configurations that read back the same."""
+import pytest
+
+from fsllm_sim.config.loader import dump_scenario, parse_yaml_text, problem_fingerprint, scenario_from_dict
+from fsllm_sim.config.schema import Scenario
+from fsllm_sim.errors import ConfigError
+
+
+@pytest.mark.parametrize("data, field, words", [
+    ({"round": {"policy": "deadline"}}, "round.deadline_s", "required"),
+    ({"round": {"policy": "over-selection"}}, "round.clients_per_round", "give K"),
+    ({"round": {"selection": "random"}}, "round.clients_per_round", "give K"),
+    ({"round": {"clients_per_round": 9}}, "round.clients_per_round", "exceeds clients.count=8"),
+    ({"round": {"min_clients": 9}}, "round.min_clients", "exceeds"),
+    ({"round": {"deadline_s": -1}}, "round.deadline_s", "> 0"),
+    ({"mobility": {"groups": [{"share": 0.7}, {"share": 0.6}]}}, "mobility.groups", "add up to 1.3"),
+    ({"mobility": {"groups": [{"share": 0.5, "speed_min_mps": 3, "speed_max_mps": 2}]}},
+     "mobility.groups[0].speed_min_mps", "must not exceed"),
+    ({"mobility": {"groups": [{"speed": 3}]}}, "mobility.groups[0].speed", "unknown field"),
+    ({"mobility": {"groups": {"share": 1}}}, "mobility.groups", "not a list"),
+    ({"mobility": {"groups": [{"share": 0.01}] * 17}}, "mobility.groups", "at most 16"),
+    ({"mobility": {"model": "trace"}}, "mobility.trace_path", "required"),
+    ({"mobility": {"update_s": 0}}, "mobility.update_s", "> 0"),
+    ({"availability": {"model": "trace"}}, "availability.trace_path", "required"),
+    ({"availability": {"share": 1.5}}, "availability.share", "<= 1"),
+    ({"protocol": "sl", "availability": {"model": "markov"}}, "availability.model", "protocol sl"),
+    ({"radio": {"outage_rate_bps": 0}}, "radio.outage_rate_bps", "> 0"),
+    ({"channel": {"downlink": {"fading": "rayleigh"}}}, "channel.downlink.fading", "static, fading"),
+])
+def test_bad_dynamic_fields_give_one_line_naming_the_field(data, field, words):
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict(data, source="s.yaml")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"s.yaml: {field}") and words in text, text
+
+
+def test_a_dynamic_scenario_reads_back_from_its_resolved_dump():
+    s = scenario_from_dict({"mobility": {"groups": [{"share": 0.5, "model": "random-direction"}]},
+                            "availability": {"model": "markov"},
+                            "round": {"policy": "over-selection", "clients_per_round": 4}})
+    again = scenario_from_dict(parse_yaml_text(dump_scenario(s)))
+    assert again == s and again.mobility.groups[0].model == "random-direction"
+
+
+def test_a_static_world_keeps_its_fingerprint_and_a_changing_one_does_not():
+    """The default scenario's fingerprint at commit 89c720b, before the dynamic sections existed, was
+    047230a0da1dabf6: solutions saved then still match it."""
+    from pathlib import Path
+
+    from fsllm_sim.config import load_scenario
+
+    default = Path(__file__).resolve().parents[1] / "scenarios" / "default.yaml"
+    assert problem_fingerprint(load_scenario(default)) == "047230a0da1dabf6"
+    base = Scenario()
+    moving = scenario_from_dict({"mobility": {"model": "random-waypoint"}})
+    assert problem_fingerprint(moving) != problem_fingerprint(base)
