@@ -89,6 +89,20 @@ def _read_trace_text(p: Path, where: str, what: str = "a device trace") -> str:
                           f"CSV text file in UTF-8)") from None
 
 
+def read_csv_file_text(p: Path, where: str, what: str = "a device trace") -> str:
+    """The text of an untrusted CSV file: it must exist, be a regular file, fit the size limit, be UTF-8 and not
+    a pickle; each problem one ConfigError line starting with ``where``."""
+    try:
+        mode = p.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{where}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{where}: not a regular file (allowed: a CSV file)")
+    return _read_trace_text(p, where, what)
+
+
 def load_device_trace(path: str | Path, num_clients: int) -> DeviceFleet:
     """Read the first ``num_clients`` rows of a device trace CSV (schema in the module docstring).
 
@@ -103,15 +117,7 @@ def load_device_trace(path: str | Path, num_clients: int) -> DeviceFleet:
     if p.suffix.lower() in _PICKLE_SUFFIXES:
         raise ConfigError(f"{where}: binary/pickle traces are refused (they can run code); use a CSV with columns "
                           f"{', '.join(TRACE_COLUMNS)}")
-    try:
-        mode = p.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"{where}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{where}: not a regular file (allowed: a CSV file)")
-    text = _read_trace_text(p, where)
+    text = read_csv_file_text(p, where)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []
     try:

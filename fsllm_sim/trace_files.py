@@ -31,12 +31,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import stat
 from pathlib import Path
 
 import numpy as np
 
-from .devices import _read_trace_text
+from .devices import read_csv_file_text
 from .errors import ConfigError
 
 MOBILITY_COLUMNS = ("client", "t_s", "x_m", "y_m")
@@ -49,15 +48,7 @@ def _rows(path, field: str, columns: tuple, what: str):
     p = Path(path)
     shown = str(p) if str(p).isprintable() else ascii(str(p))
     where = f"{field}: {shown}"
-    try:
-        mode = p.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"{where}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{where}: not a regular file (allowed: a CSV file)")
-    text = _read_trace_text(p, where, what)
+    text = read_csv_file_text(p, where, what)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     out = []
     try:
