@@ -313,7 +313,8 @@ def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power
     while True:
         n = chunk_blocks if stop_block is None else max(1, min(chunk_blocks, stop_block - block + 1))
         h = fading.draw(client, subs, block, n)
-        scale = snr_scale if gain_of_blocks is None else np.asarray(gain_of_blocks(block, n), dtype=float)[:, None] * base_scale
+        scale = snr_scale if gain_of_blocks is None else \
+            np.asarray(gain_of_blocks(block, n), dtype=float)[:, None] * base_scale
         if outage is None:
             r = _block_rates_bps(h, scale, bw)
             dead = None

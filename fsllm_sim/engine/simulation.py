@@ -96,8 +96,8 @@ class SimulationResult:
         analytic = np.array([r.analytic_round_s for r in self.rounds])
         n_r = float(self.world.convergence.rounds(alloc.rank))
         problem = self.world.problem
-        mean_gain = np.array([r.allocation.evaluate_members(dataclasses.replace(problem, rate_model="mean-gain"))[1].round_time_s
-                              for r in self.rounds])
+        mean_gain_problem = dataclasses.replace(problem, rate_model="mean-gain")
+        mean_gain = np.array([r.allocation.evaluate_members(mean_gain_problem)[1].round_time_s for r in self.rounds])
         out = {
             "allocation": alloc.label, "split": alloc.split, "rank": alloc.rank, **self.settings,
             "rounds_simulated": len(self.rounds), "simulated_s": self.simulated_s,
@@ -319,8 +319,8 @@ def _changing_world(scenario, world: World, problem):
     radio = scenario.radio
     outage = None
     if radio.outage_rate_bps is not None or radio.outage_snr_db is not None:
-        outage = cm.Outage(rate_bps=radio.outage_rate_bps,
-                           snr_linear=None if radio.outage_snr_db is None else float(cm.db_to_linear(radio.outage_snr_db)))
+        snr = None if radio.outage_snr_db is None else float(cm.db_to_linear(radio.outage_snr_db))
+        outage = cm.Outage(rate_bps=radio.outage_rate_bps, snr_linear=snr)
     return timeline, availability, outage
 
 

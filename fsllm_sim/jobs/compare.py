@@ -4,9 +4,9 @@ Each method is one simulation on the same world (placement, gains, devices, fadi
 differences are the allocations' alone. ``--policies static,online`` and ``--round-policies
 wait-all,deadline,over-selection`` add the allocation policy and the round rule as further axes: every
 combination is simulated on the same world, the same mobility and the same availability (they are
-exogenous), which is how the online policy is judged against a changing network (docs/dynamics.md). With real training the table gives the simulated time to the
-target validation loss and the figure the loss against simulated time; with analytic training, the
-simulated time of the rounds and the rounds completed against time.
+exogenous), which is how the online policy is judged against a changing network (docs/dynamics.md).
+With real training the table gives the simulated time to the target validation loss and the figure the
+loss against simulated time; with analytic training, the simulated time of the rounds and the rounds completed against time.
 """
 from __future__ import annotations
 
