@@ -55,3 +55,28 @@ def test_a_static_world_keeps_its_fingerprint_and_a_changing_one_does_not():
     base = Scenario()
     moving = scenario_from_dict({"mobility": {"model": "random-waypoint"}})
     assert problem_fingerprint(moving) != problem_fingerprint(base)
+
+
+def test_sweeps_take_the_dynamic_fields_as_axes(tmp_path):
+    """Rule: every new field is a sweep axis, a list of groups included (one value each), and every point of
+    the grid is a valid scenario carrying its value."""
+    from fsllm_sim.config.sweep_file import load_sweep_file
+    from fsllm_sim.jobs.sweeps.plan import build_plan
+
+    base = tmp_path / "base.yaml"
+    base.write_text("name: sw\nmodel: {name: tiny-llama}\nsplit: {layer: 2}\nclients: {count: 3}\n"
+                    "channel: {s_band: {subchannels: 6}, f_band: {subchannels: 4}}\n"
+                    "lora: {rank: 2, ranks: [1, 2]}\nconvergence: {calibration: null}\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("base: base.yaml\nevaluator: simulate\nprofile: analytic\nmethods: [equal]\n"
+                     "axes:\n  round.policy: [wait-all, over-selection]\n"
+                     "  mobility.groups: [[], [{share: 0.5, model: random-direction, speed_max_mps: 9}]]\n"
+                     "set:\n  round.clients_per_round: 2\n  availability.model: markov\n"
+                     "  channel.downlink.fading: fading\n  radio.outage_rate_bps: 1.0e5\n")
+    plan = build_plan(load_sweep_file(sweep), progress=False, echo=lambda *a: None)
+    scenarios = [s for _, s in plan.points]
+    assert len(scenarios) == 4
+    assert {s.round.policy for s in scenarios} == {"wait-all", "over-selection"}
+    assert sorted(len(s.mobility.groups) for s in scenarios) == [0, 0, 1, 1]
+    assert all(s.availability.model == "markov" and s.radio.outage_rate_bps == 1e5 for s in scenarios)
+    assert {g.speed_max_mps for s in scenarios for g in s.mobility.groups} == {9.0}
