@@ -7,6 +7,8 @@ the message as the whole error report.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import ValidityRangeError
@@ -43,9 +45,15 @@ def check_range(
     NaN always fails (comparisons with NaN are false), so a NaN never slips through as "in range".
     """
     arr = np.asarray(value, dtype=float)
-    ok_low = arr > low if low_open else arr >= low
-    ok_high = arr < high if high_open else arr <= high
-    ok = ok_low & ok_high
+    if arr.ndim == 0:  # a scalar: Python comparisons (these checks sit on the engine's hot paths)
+        x = float(arr)
+        if (x > low if low_open else x >= low) and (x < high if high_open else x <= high):
+            return arr
+        ok = False
+    else:
+        ok_low = arr > low if low_open else arr >= low
+        ok_high = arr < high if high_open else arr <= high
+        ok = ok_low & ok_high
     if not np.all(ok):
         bad = arr[~ok].flat[0] if arr.ndim else arr.item()
         lb = "(" if low_open else "["
@@ -82,6 +90,10 @@ def check_choice(where: str, name: str, value: str, allowed) -> str:
 def check_integer(where: str, name: str, value, low: float = -np.inf, high: float = np.inf) -> np.ndarray:
     """Integer-valued (any dtype) and inside [low, high]; returned as an int64 array."""
     arr = check_range(where, name, value, low, high)
+    if arr.ndim == 0:
+        x = float(arr)
+        if math.isfinite(x) and x == round(x):
+            return arr.astype(np.int64)
     frac = arr != np.round(arr)
     if np.any(frac):
         bad = arr[frac].flat[0] if arr.ndim else arr.item()

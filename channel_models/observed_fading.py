@@ -396,6 +396,14 @@ def transfer_over_steps(rates_of_steps, step_s: float, start_s: float, bits: flo
     if until_s is not None and until_s <= start_s:
         return TransferResult(float(start_s), empty, empty, empty, 0.0, False)
     step = block_index(start_s, step_s)
+    if until_s is None:
+        # the common case, a transfer that ends in the step it starts in: the loop's first step in scalars
+        r0 = float(np.asarray(rates_of_steps(step, 1), dtype=float)[0])
+        stop0 = (step + 1) * step_s
+        if r0 > 0 and bits <= r0 * (stop0 - start_s):
+            end = min(max(start_s + bits / r0, start_s), stop0)
+            return TransferResult(float(end), np.array([float(start_s)]), np.array([end]), np.array([r0]),
+                                  float(bits), True)
     first = step
     stop_step = None if until_s is None else block_index(until_s, step_s)
     delivered, n = 0.0, 16

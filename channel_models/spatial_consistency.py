@@ -53,6 +53,20 @@ def correlated_gaussian_step(rng: np.random.Generator, z_prev, moved_m, correlat
     return rho * z + np.sqrt(np.clip(1.0 - rho * rho, 0.0, None)) * w
 
 
+def correlated_gaussian_path(z_prev, rho, w) -> np.ndarray:
+    """n steps of the same process at once: rows z_1 .. z_n (n, m) from z_prev (m,), the step correlations
+    rho (n, m) (:func:`path_correlation`) and the innovations w (n, m); equal to n calls of
+    :func:`correlated_gaussian_step` drawing those w."""
+    z = np.array(z_prev, dtype=float)
+    rho = np.asarray(rho, dtype=float)
+    scale = np.sqrt(np.clip(1.0 - rho * rho, 0.0, None)) * np.asarray(w, dtype=float)
+    out = np.empty(rho.shape)
+    for j in range(rho.shape[0]):
+        z = rho[j] * z + scale[j]
+        out[j] = z
+    return out
+
+
 def gaussian_for_state(rng: np.random.Generator, is_true, probability) -> np.ndarray:
     """A standard normal z conditioned on Phi(z) < p where ``is_true``, on Phi(z) >= p elsewhere:
     z = Phi^-1(U p) or Phi^-1(p + U (1 - p)), U uniform."""

@@ -100,10 +100,11 @@ def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int 
                  round=replace(off.round, policy="deadline", deadline_s=deadline),
                  channel=replace(channel, downlink=replace(channel.downlink, fading="fading")))
     res_on = simulate(on, profile_source="analytic", allocation="equal-share", world=world)
+    on_summary = res_on.summary()
     return {"clients": clients, "rounds": rounds, "wall_s_off": res_off.wall_s, "wall_s_on": res_on.wall_s,
             "ratio": res_on.wall_s / res_off.wall_s, "events_off": res_off.events, "events_on": res_on.events,
-            "deadline_s": deadline, "mean_participants": res_on.summary()["mean_participants"],
-            "dropped": res_on.summary()["dropped"], "rounds_on": len(res_on.rounds)}
+            "deadline_s": deadline, "mean_participants": on_summary["mean_participants"],
+            "dropped": on_summary["dropped"], "rounds_on": len(res_on.rounds)}
 
 
 def overhead_benchmark() -> dict:

@@ -151,6 +151,10 @@ class MobilityConfig:
                                  "(a block sees one large-scale gain). Shadowing and LOS evolve along the path, "
                                  "correlated over the 38.901 distances, never redrawn independently.",
                             unit="s", gt=0, le=3600)
+    record_every_s: Optional[float] = param(1.0, "Interval of the rows of positions.csv, rounded to whole update "
+                                                 "steps (null: every step; the simulation itself always uses every "
+                                                 "step).", unit="s", gt=0, le=1e6, nullable=True,
+                                      kind="float")
     trace_path: Optional[str] = param(None, "CSV trace client,t_s,x_m,y_m (model trace; format in "
                                             "docs/dynamics.md; clients it does not name stay where they were placed).",
                                       kind="path", nullable=True)

@@ -29,8 +29,9 @@ import numpy as np
 
 import channel_models as cm
 from channel_models.mobility import RandomDirection, RandomWaypoint, TracePath, interpolate_path
-from channel_models.spatial_consistency import (correlated_gaussian_step, gaussian_for_state,
-                                                los_correlation_distance_m, los_from_gaussian)
+from channel_models.spatial_consistency import (correlated_gaussian_path, gaussian_for_state,
+                                                los_correlation_distance_m, los_from_gaussian,
+                                                path_correlation)
 
 from ..seeding import seed_sequence
 
@@ -89,11 +90,19 @@ class LargeScaleTimeline:
         pl = scenario.channel.path_loss
         self._pl = pl
         m = self.moving.size
-        # arrays per computed step (rows) and moving client (columns)
+        # a chunk of steps costs one path interpolation per client: fewer, longer chunks when many move
+        self._chunk_steps = int(min(4096, max(CHUNK_STEPS, (1 << 20) // max(m, 1))))
+        # the computed steps base .. base + count - 1, in buffers that grow by doubling; steps before
+        # forget_before() are dropped (nothing asks for the past once a round has started)
+        self._base, self._count = 0, 0
         self._xy = np.empty((0, m, 2))
         self._speed = np.empty((0, m))
         self._los = np.empty((0, m), dtype=bool)
         self._gain = np.empty((0, m))
+        self._forget_step = 0
+        record = scenario.mobility.record_every_s
+        self.record_stride = max(1, int(round(record / self.step_s))) if record is not None else 1
+        self._log: list = []  # (steps (n,), xy (n, m, 2), los (n, m)) every record_stride steps
         if m:
             self._init_state()
 
@@ -146,43 +155,74 @@ class LargeScaleTimeline:
         return out
 
     def _append(self, xy, speed, los, gain) -> None:
-        self._xy = np.concatenate([self._xy, xy])
-        self._speed = np.concatenate([self._speed, speed])
-        self._los = np.concatenate([self._los, los])
-        self._gain = np.concatenate([self._gain, gain])
+        n = xy.shape[0]
+        first = self._base + self._count
+        keep_from = max(self._base, min(self._forget_step, first))
+        drop = keep_from - self._base
+        live = self._count - drop
+        if live + n > self._gain.shape[0] or drop:
+            cap = max(self._gain.shape[0], 2 * (live + n)) if live + n > self._gain.shape[0] else self._gain.shape[0]
+            for name in ("_xy", "_speed", "_los", "_gain"):
+                old = getattr(self, name)
+                new = np.empty((cap,) + old.shape[1:], dtype=old.dtype)
+                new[:live] = old[drop:self._count]
+                setattr(self, name, new)
+            self._base, self._count = keep_from, live
+        rows = slice(self._count, self._count + n)
+        self._xy[rows], self._speed[rows], self._los[rows], self._gain[rows] = xy, speed, los, gain
+        self._count += n
+        steps = np.arange(first, first + n)
+        pick = steps % self.record_stride == 0
+        if pick.any():
+            self._log.append((steps[pick], xy[pick].copy(), los[pick].copy()))
 
     def _extend(self, last_step: int) -> None:
         """Compute every step up to ``last_step`` (in chunks)."""
         pl, mv = self._pl, self.moving
-        while self._gain.shape[0] <= last_step:
-            n0 = self._gain.shape[0]
-            n = max(CHUNK_STEPS, last_step + 1 - n0)
+        m = mv.size
+        while self._base + self._count <= last_step:
+            n0 = self._base + self._count
+            n = max(self._chunk_steps, last_step + 1 - n0)
             times = np.arange(n0, n0 + n) * self.step_s
-            xy = np.empty((n, mv.size, 2))
-            speed = np.empty((n, mv.size))
+            xy = np.empty((n, m, 2))
+            speed = np.empty((n, m))
             for i, c in enumerate(mv):
                 t, knots = self.paths[int(c)].knots_until(float(times[-1]) + self.step_s)
                 xy[:, i], speed[:, i] = interpolate_path(t, knots, times)
             d = cm.distances_2d_m(xy)
-            los = np.empty((n, mv.size), dtype=bool)
-            gain = np.empty((n, mv.size))
+            prev = np.concatenate([self._last_xy[None], xy[:-1]])
+            moved = np.hypot(xy[..., 0] - prev[..., 0], xy[..., 1] - prev[..., 1])
+            self._last_xy = xy[-1].copy()
+            p_los = self._los_probability(d)
             d_los = None if pl.model == "log-distance" else los_correlation_distance_m(pl.model)
-            for j in range(n):
-                moved = np.hypot(*(xy[j] - self._last_xy).T)
-                self._last_xy = xy[j]
-                p_los = self._los_probability(d[j])
-                if d_los is not None:
-                    self._z_los = correlated_gaussian_step(self._rng, self._z_los, moved, d_los)
-                los[j] = los_from_gaussian(self._z_los, p_los) if pl.los == "probabilistic" and d_los is not None \
-                    else p_los >= 1.0
-                for state in (True, False):
-                    self._z_shadow[state] = correlated_gaussian_step(self._rng, self._z_shadow[state], moved,
-                                                                     self._d_corr(state))
-                shadow = np.where(los[j], self._z_shadow[True], self._z_shadow[False]) * self._std(d[j], los[j]) \
-                    if pl.shadowing else np.zeros(mv.size)
-                path_loss = cm.path_loss_db(pl.model, d[j], pl.carrier_ghz, pl.bs_height_m, pl.ut_height_m, los[j])
-                gain[j] = cm.large_scale_gain_linear(path_loss, shadow)
-            self._append(xy, speed, los, gain)
+            # the innovations in the order of one step at a time: z_LOS, then the LOS and NLOS shadowing
+            w = self._rng.standard_normal((n, 3 if d_los is not None else 2, m))
+            if d_los is not None:
+                z_los = correlated_gaussian_path(self._z_los, path_correlation(moved, d_los), w[:, 0])
+                self._z_los = z_los[-1].copy()
+            if pl.los == "probabilistic" and d_los is not None:
+                los = los_from_gaussian(z_los, p_los)
+            else:
+                los = p_los >= 1.0
+            z = {}
+            for j, state in enumerate((True, False)):
+                z[state] = correlated_gaussian_path(self._z_shadow[state], path_correlation(moved, self._d_corr(state)),
+                                                    w[:, j + (1 if d_los is not None else 0)])
+                self._z_shadow[state] = z[state][-1].copy()
+            shadow = np.where(los, z[True], z[False]) * self._std(d, los) if pl.shadowing else np.zeros((n, m))
+            path_loss = cm.path_loss_db(pl.model, d, pl.carrier_ghz, pl.bs_height_m, pl.ut_height_m, los)
+            self._append(xy, speed, los, cm.large_scale_gain_linear(path_loss, shadow))
+
+    def forget_before(self, time_s: float) -> None:
+        """Nothing will ask for a step before the one holding ``time_s`` (a round has started): its memory may
+        be reused. positions.csv keeps its own rows."""
+        self._forget_step = max(self._forget_step, self.step_of(time_s))
+
+    def _rows(self, first_step: int, n: int) -> slice:
+        self._extend(first_step + n - 1)
+        if first_step < self._base:
+            raise IndexError(f"LargeScaleTimeline: step {first_step} was forgotten (steps from {self._base} kept)")
+        return slice(first_step - self._base, first_step - self._base + n)
 
     # -- what the radio and the policies ask ---------------------------------------------------------
 
@@ -197,36 +237,56 @@ class LargeScaleTimeline:
         i = self._index.get(int(client))
         if i is None:
             return np.full(n, float(self.env.large_scale_gain[client]))
-        self._extend(first_step + n - 1)
-        return self._gain[first_step:first_step + n, i]
+        rows = self._rows(first_step, n)  # before reading the buffer: it may grow
+        return self._gain[rows, i]
 
     def gains_at(self, time_s: float) -> np.ndarray:
         """(K,) large-scale gains of every client at ``time_s``."""
         g = self.env.large_scale_gain.copy()
         if self.moving.size:
-            step = self.step_of(time_s)
-            self._extend(step)
-            g[self.moving] = self._gain[step]
+            rows = self._rows(self.step_of(time_s), 1)
+            g[self.moving] = self._gain[rows][0]
         return g
 
     def speed_at_step(self, client: int, step: int) -> float:
-        self._extend(step)
-        return float(self._speed[step, self._index[int(client)]])
+        rows = self._rows(step, 1)
+        return float(self._speed[rows, self._index[int(client)]][0])
 
     def speeds_of_steps(self, client: int, first_step: int, n: int) -> np.ndarray:
-        self._extend(first_step + n - 1)
-        return self._speed[first_step:first_step + n, self._index[int(client)]]
+        rows = self._rows(first_step, n)
+        return self._speed[rows, self._index[int(client)]]
 
-    def position_rows(self, until_s: float) -> list[tuple]:
-        """positions.csv rows (client, t_s, x_m, y_m, los) of the moving clients, every step up to ``until_s``."""
+    def position_rows(self, until_s: float) -> "PositionRows":
+        """positions.csv rows (client, t_s, x_m, y_m, los) of the moving clients, every record_stride steps up
+        to ``until_s``."""
         if not self.moving.size:
-            return []
+            return PositionRows(np.empty(0, dtype=int), np.empty(0), np.empty((0, 0, 2)), np.empty((0, 0), bool),
+                                np.empty(0, dtype=int))
         last = self.step_of(until_s)
         self._extend(last)
-        rows = []
-        for j in range(last + 1):
-            t = j * self.step_s
-            for i, c in enumerate(self.moving):
-                rows.append((int(c), float(t), float(self._xy[j, i, 0]), float(self._xy[j, i, 1]),
-                             bool(self._los[j, i])))
-        return rows
+        steps = np.concatenate([s for s, _, _ in self._log])
+        keep = steps <= last
+        xy = np.concatenate([x for _, x, _ in self._log])[keep]
+        los = np.concatenate([b for _, _, b in self._log])[keep]
+        return PositionRows(self.moving, steps[keep] * self.step_s, xy, los, steps[keep])
+
+
+class PositionRows:
+    """positions.csv rows held as arrays; iterating gives (client, t_s, x_m, y_m, los) in time order, the
+    clients of each time in increasing order."""
+
+    def __init__(self, clients, times_s, xy_m, los, steps):
+        self.clients, self.times_s, self.xy_m, self.los, self.steps = clients, times_s, xy_m, los, steps
+
+    def __len__(self) -> int:
+        return int(self.times_s.size * self.clients.size)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self):
+        clients = [int(c) for c in self.clients]
+        for j, t in enumerate(self.times_s.tolist()):
+            xs, ys, ls = self.xy_m[j, :, 0].tolist(), self.xy_m[j, :, 1].tolist(), self.los[j].tolist()
+            for i, c in enumerate(clients):
+                yield c, t, xs[i], ys[i], ls[i]

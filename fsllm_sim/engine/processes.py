@@ -375,6 +375,7 @@ def _begin_round(p: Protocol, t: int, available: list | None = None) -> RoundRec
     env = p.env
     record = RoundRecord(round=t, start_s=env.now)
     p.records.append(record)
+    p.radio.forget_before(env.now)
     gains = p.radio.gains_at(env.now) if (p.policy.needs_gains or p.selection == "solver") else (None, None)
     members = list(range(p.num_clients)) if available is None else _select(p, available, gains)
     record.selected = [p.client_ids[k] for k in members]

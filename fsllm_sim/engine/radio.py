@@ -67,6 +67,7 @@ class Radio:
         self.dynamic = self.timeline is not None or outage is not None or self.dl_fading is not None
         self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps[, outage_subchannels])
         self._links: dict = {}
+        self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
 
     @property
     def record(self) -> bool:
@@ -95,6 +96,11 @@ class Radio:
 
     # -- the large-scale gain of a changing world ------------------------------------------------------
 
+    def forget_before(self, time_s: float) -> None:
+        """A round starts at ``time_s``: no transfer will ask for an earlier large-scale gain."""
+        if self.timeline is not None:
+            self.timeline.forget_before(time_s)
+
     def _moving(self, device: int) -> bool:
         return self.timeline is not None and self.timeline.is_moving(device)
 
@@ -104,15 +110,24 @@ class Radio:
         per = max(1, int(round(tl.step_s / block_s)))
 
         def gains(first_block: int, n: int) -> np.ndarray:
-            steps = np.arange(first_block, first_block + n) // per
-            g = tl.gain_of_steps(device, int(steps[0]), int(steps[-1] - steps[0]) + 1)
-            return g[steps - steps[0]]
+            first, last = first_block // per, (first_block + n - 1) // per
+            g = tl.gain_of_steps(device, first, last - first + 1)
+            if first == last:
+                return np.full(n, g[0])
+            # blocks per step: the first and last steps may be partly covered
+            counts = np.full(last - first + 1, per)
+            counts[0] = (first + 1) * per - first_block
+            counts[-1] -= (last + 1) * per - (first_block + n)
+            return np.repeat(g, counts)
         return gains
 
     def _set_doppler(self, fading, device: int, start_s: float) -> None:
         if self._moving(device):
             speed = self.timeline.speed_at_step(device, self.timeline.step_of(start_s))
-            fading.set_doppler(device, float(cm.doppler_hz(speed, self.carrier_hz)))
+            key = (id(fading), device)
+            if self._speed_set.get(key) != speed:  # the same speed: the same rho
+                self._speed_set[key] = speed
+                fading.set_doppler(device, float(cm.doppler_hz(speed, self.carrier_hz)))
 
     # -- uplink ----------------------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ class SimulationResult:
     discarded: list = field(default_factory=list)  # RoundRecord of the attempts repeated (round.below_min)
     positions: list = field(default_factory=list)  # positions.csv rows when clients move
     stopped: str | None = None  # why the run ended before its rounds, if it did
+    dynamic: bool = False  # the simulated scenario changes (its world may be shared with a static one)
 
     @property
     def real(self) -> bool:
@@ -116,7 +117,7 @@ class SimulationResult:
             "analytic_time_to_target_s": n_r * float(analytic[0]),
             "events": self.events, "wall_s": self.wall_s,
         }
-        if not is_static_world(self.world.scenario):
+        if self.dynamic:
             out.update({"mean_participants": float(np.mean([len(r.aggregated) for r in self.rounds])),
                         "dropped": int(sum(len(r.dropped) for r in self.rounds + self.discarded)),
                         "cancelled": int(sum(len(r.cancelled) for r in self.rounds + self.discarded)),
@@ -284,7 +285,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                             rounds=protocol.records, initial_val_loss=backend.initial_val_loss,
                             target_val_loss=target, events=events, wall_s=wall, op_wall_s=backend.op_wall_s,
                             notes=notes, discarded=protocol.discarded, positions=positions,
-                            stopped=protocol.stopped)
+                            stopped=protocol.stopped, dynamic=dynamic)
 
 
 def _changing_world(scenario, world: World, problem):

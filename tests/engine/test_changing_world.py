@@ -43,8 +43,8 @@ def test_a_client_moving_at_constant_speed_has_the_38901_gain_at_each_position(t
 
 
 def test_moving_clients_write_positions_and_their_shadowing_evolves_without_redraws():
-    """Rule: positions.csv rows every update for each moving client, inside the cell; consecutive gains of a
-    pedestrian differ by far less than independent shadowing redraws would (6 dB sigma)."""
+    """Rule: positions.csv rows (every mobility.record_every_s) for each moving client, inside the cell;
+    consecutive gains of a pedestrian differ by far less than independent shadowing redraws would (6 dB sigma)."""
     scenario = make_scenario(mobility={"model": "random-waypoint", "speed_min_mps": 1.0, "speed_max_mps": 1.5,
                                        "update_s": 0.01}, simulation={"rounds": 2})
     res = simulate(scenario, profile_source="analytic")
@@ -56,6 +56,25 @@ def test_moving_clients_write_positions_and_their_shadowing_evolves_without_redr
     tl = LargeScaleTimeline(scenario, world.env)
     g_db = 10 * np.log10(tl.gain_of_steps(0, 0, 2000))
     assert np.std(np.diff(g_db)) < 0.5  # 1.5 cm steps against d_corr of tens of metres
+
+
+def test_positions_are_recorded_every_record_interval_and_the_past_is_forgotten_only_when_told():
+    """Rule: record_every_s = 0.5 s on 0.1 s updates gives rows at multiples of 0.5 s, the same positions
+    as a timeline recording every step; gains stay exact across buffer growth, and a step before
+    forget_before() is refused rather than answered wrongly."""
+    every = make_scenario(mobility={"model": "random-waypoint", "update_s": 0.1, "record_every_s": None})
+    half = make_scenario(mobility={"model": "random-waypoint", "update_s": 0.1, "record_every_s": 0.5})
+    world = build_world(every, profile_source="analytic", progress=False)
+    a, b = LargeScaleTimeline(every, world.env), LargeScaleTimeline(half, world.env)
+    rows_a, rows_b = list(a.position_rows(30.0)), list(b.position_rows(30.0))
+    assert len(rows_a) == 301 * 3 and len(rows_b) == 61 * 3
+    assert rows_b == [r for r in rows_a if round(r[1] / 0.1) % 5 == 0]
+    whole = a.gain_of_steps(0, 0, 20000)  # grows the buffers many chunks at once
+    np.testing.assert_array_equal(whole[:301], b.gain_of_steps(0, 0, 301))
+    b.forget_before(50.0)
+    np.testing.assert_array_equal(b.gain_of_steps(0, 500, 19500), whole[500:])
+    with pytest.raises(IndexError, match="forgotten"):
+        b.gain_of_steps(0, 100, 10)
 
 
 def test_a_client_that_leaves_mid_round_drops_and_is_not_aggregated(tmp_path):
