@@ -92,11 +92,13 @@ def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int 
                   simulation=replace(base.simulation, rounds=rounds, training="analytic", record_channel=False))
     world = build_world(off, profile_source="analytic", progress=False)
     res_off = simulate(off, profile_source="analytic", allocation="equal-share", world=world)
-    # a deadline that bites: 80 % of the clients' uploads of round 1 (all off) arrive within it
+    # a deadline that bites: 80 % of the clients' uploads of round 1 (all off) arrive within it; clients on
+    # for 20 deadlines and off for 5 on average (on 80 % of the time; a round loses a few percent to drops)
     first = res_off.rounds[0]
     deadline = float(np.quantile([t - first.start_s for t in first.upload_end_s.values()], 0.8))
     on = replace(off, mobility=replace(off.mobility, model="random-waypoint", speed_min_mps=0.5, speed_max_mps=1.5),
-                 availability=replace(off.availability, model="markov", mean_on_s=60.0, mean_off_s=20.0),
+                 availability=replace(off.availability, model="markov", mean_on_s=20.0 * deadline,
+                                      mean_off_s=5.0 * deadline),
                  round=replace(off.round, policy="deadline", deadline_s=deadline),
                  channel=replace(channel, downlink=replace(channel.downlink, fading="fading")))
     res_on = simulate(on, profile_source="analytic", allocation="equal-share", world=world)
