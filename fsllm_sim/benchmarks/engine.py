@@ -170,8 +170,8 @@ def main(argv=None) -> int:
         r = dynamic_benchmark()
         print(f"dynamic: K={r['clients']}, {r['rounds']} rounds, analytic: mobility + Markov availability + deadline "
               f"{r['deadline_s']:.3g} s + downlink fading: event loop {r['wall_s_on']:.1f} s vs "
-              f"{r['wall_s_off']:.1f} s "
-              f"with all off: {r['ratio']:.2f}x (target <= 2x); {r['events_on']} vs {r['events_off']} events, "
+              f"{r['wall_s_off']:.1f} s with all off: {r['ratio']:.2f}x (target <= 2x); "
+              f"{r['events_on']} vs {r['events_off']} events, "
               f"{r['mean_participants']:.0f} clients aggregated per round, {r['dropped']} drops", flush=True)
     if "overhead" in which:
         r = overhead_benchmark()

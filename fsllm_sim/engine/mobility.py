@@ -161,7 +161,7 @@ class LargeScaleTimeline:
         drop = keep_from - self._base
         live = self._count - drop
         if live + n > self._gain.shape[0] or drop:
-            cap = max(self._gain.shape[0], 2 * (live + n)) if live + n > self._gain.shape[0] else self._gain.shape[0]
+            cap = self._gain.shape[0] if live + n <= self._gain.shape[0] else 2 * (live + n)
             for name in ("_xy", "_speed", "_los", "_gain"):
                 old = getattr(self, name)
                 new = np.empty((cap,) + old.shape[1:], dtype=old.dtype)
@@ -260,23 +260,22 @@ class LargeScaleTimeline:
         """positions.csv rows (client, t_s, x_m, y_m, los) of the moving clients, every record_stride steps up
         to ``until_s``."""
         if not self.moving.size:
-            return PositionRows(np.empty(0, dtype=int), np.empty(0), np.empty((0, 0, 2)), np.empty((0, 0), bool),
-                                np.empty(0, dtype=int))
+            return PositionRows(np.empty(0, dtype=int), np.empty(0), np.empty((0, 0, 2)), np.empty((0, 0), bool))
         last = self.step_of(until_s)
         self._extend(last)
         steps = np.concatenate([s for s, _, _ in self._log])
         keep = steps <= last
         xy = np.concatenate([x for _, x, _ in self._log])[keep]
         los = np.concatenate([b for _, _, b in self._log])[keep]
-        return PositionRows(self.moving, steps[keep] * self.step_s, xy, los, steps[keep])
+        return PositionRows(self.moving, steps[keep] * self.step_s, xy, los)
 
 
 class PositionRows:
     """positions.csv rows held as arrays; iterating gives (client, t_s, x_m, y_m, los) in time order, the
     clients of each time in increasing order."""
 
-    def __init__(self, clients, times_s, xy_m, los, steps):
-        self.clients, self.times_s, self.xy_m, self.los, self.steps = clients, times_s, xy_m, los, steps
+    def __init__(self, clients, times_s, xy_m, los):
+        self.clients, self.times_s, self.xy_m, self.los = clients, times_s, xy_m, los
 
     def __len__(self) -> int:
         return int(self.times_s.size * self.clients.size)

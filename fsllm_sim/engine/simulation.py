@@ -43,7 +43,7 @@ class SimulationResult:
     op_wall_s: float  # of which inside PyTorch ops
     notes: list = field(default_factory=list)
     discarded: list = field(default_factory=list)  # RoundRecord of the attempts repeated (round.below_min)
-    positions: list = field(default_factory=list)  # positions.csv rows when clients move
+    positions: object = field(default_factory=list)  # positions.csv rows when clients move (mobility.PositionRows)
     stopped: str | None = None  # why the run ended before its rounds, if it did
     dynamic: bool = False  # the simulated scenario changes (its world may be shared with a static one)
 

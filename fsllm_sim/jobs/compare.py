@@ -6,7 +6,8 @@ wait-all,deadline,over-selection`` add the allocation policy and the round rule 
 combination is simulated on the same world, the same mobility and the same availability (they are
 exogenous), which is how the online policy is judged against a changing network (docs/dynamics.md).
 With real training the table gives the simulated time to the target validation loss and the figure the
-loss against simulated time; with analytic training, the simulated time of the rounds and the rounds completed against time.
+loss against simulated time; with analytic training, the simulated time of the rounds and the rounds
+completed against time.
 """
 from __future__ import annotations
 
