@@ -158,21 +158,29 @@ class ObservedFading:
             raise TransferError(f"ObservedFading: client {client} observed at block {first_block} after block "
                                 f"{prev}; observations must not go back in time")
         rho, amp = float(self.rho[client]), float(self._diffuse_amp[client])
-        w = rng.standard_normal(2 * n).view(complex)
-        x = w * (amp * math.sqrt(0.5 * (1.0 - rho * rho)))
+        x = rng.standard_normal(2 * n).view(complex)
+        w0 = x[0]
+        x *= amp * math.sqrt(0.5 * (1.0 - rho * rho))
         if prev < 0:
-            x[0] = math.sqrt(0.5) * amp * w[0]
+            x[0] = math.sqrt(0.5) * amp * w0
         elif prev == first_block:
             x[0] = state[sub]
         else:
             decay = rho ** (first_block - prev)
-            x[0] = decay * state[sub] + math.sqrt(0.5 * (1.0 - decay * decay)) * amp * w[0]
-        diffuse = (lfilter(_ONE, (1.0, -rho), x) if n > 1 else x)[:, None]
+            x[0] = decay * state[sub] + math.sqrt(0.5 * (1.0 - decay * decay)) * amp * w0
+        if n > 1:  # the AR(1) on the real and imaginary parts: the same numbers as on the complex, faster
+            x = lfilter(_ONE, (1.0, -rho), x.view(float).reshape(n, 2), axis=0).view(complex)
+        diffuse = x.reshape(n, 1)
         cols = np.array([sub])
         last[sub] = first_block + n - 1
         state[sub] = diffuse[-1, 0]
         self._recent[client] = (first_block, cols, diffuse)
-        return diffuse + self._specular[client][sub]
+        specular = self._specular[client][sub]
+        if specular != 0:
+            return diffuse + specular
+        out = diffuse.view()  # Rayleigh: the diffuse part itself, read-only (it is kept for keep())
+        out.flags.writeable = False
+        return out
 
     def keep(self, client: int, block: int) -> None:
         """Move the client's state back to ``block`` of its latest :meth:`draw` (the rows after it are
@@ -243,10 +251,18 @@ class Outage:
 
 def _block_rates_bps(h: np.ndarray, snr_scale: np.ndarray, bandwidth_hz: np.ndarray) -> np.ndarray:
     """Client rate per block: sum_i B_i log2(1 + (p_i G / (N0 B_i)) |h_i|^2)."""
-    power = h.real * h.real + h.imag * h.imag
-    rates = np.log1p(power * snr_scale)
+    # in place where the shapes allow: the same operations in the same order as the plain expression
+    rates = h.real * h.real
+    rates += h.imag * h.imag
+    if np.shape(snr_scale) in (rates.shape, rates.shape[1:]):
+        rates *= snr_scale
+    else:
+        rates = rates * snr_scale
+    np.log1p(rates, out=rates)
     if rates.shape[1] == 1:
-        return rates[:, 0] * (bandwidth_hz[0] / _LN2)
+        rates = rates.reshape(-1)
+        rates *= bandwidth_hz[0] / _LN2
+        return rates
     return (rates * bandwidth_hz).sum(axis=1) / _LN2
 
 
@@ -330,7 +346,9 @@ def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power
         if last_chunk:
             seg_stop = seg_stop.copy()
             seg_stop[-1] = max(until_s, seg_start[-1])
-        cum = np.cumsum(r * (seg_stop - seg_start))
+        cum = seg_stop - seg_start
+        cum *= r
+        np.cumsum(cum, out=cum)
         cum += delivered
         j = int(cum.searchsorted(bits))
         if j < n and r[j] > 0:
@@ -396,9 +414,9 @@ def transfer_over_steps(rates_of_steps, step_s: float, start_s: float, bits: flo
     if until_s is not None and until_s <= start_s:
         return TransferResult(float(start_s), empty, empty, empty, 0.0, False)
     step = block_index(start_s, step_s)
+    r0 = float(np.asarray(rates_of_steps(step, 1), dtype=float)[0])
     if until_s is None:
         # the common case, a transfer that ends in the step it starts in: the loop's first step in scalars
-        r0 = float(np.asarray(rates_of_steps(step, 1), dtype=float)[0])
         stop0 = (step + 1) * step_s
         if r0 > 0 and bits <= r0 * (stop0 - start_s):
             end = min(max(start_s + bits / r0, start_s), stop0)
@@ -406,7 +424,9 @@ def transfer_over_steps(rates_of_steps, step_s: float, start_s: float, bits: flo
                                   float(bits), True)
     first = step
     stop_step = None if until_s is None else block_index(until_s, step_s)
-    delivered, n = 0.0, 16
+    # the first look ahead: the steps the first step's rate needs, and some margin (doubling after it)
+    delivered = 0.0
+    n = int(min(1 << 16, 1.3 * bits / (r0 * step_s) + 2)) if r0 > 0 else 16
     starts, ends, rates = [], [], []
     end = None
     while end is None:

@@ -157,16 +157,21 @@ class LargeScaleTimeline:
     def _append(self, xy, speed, los, gain) -> None:
         n = xy.shape[0]
         first = self._base + self._count
-        keep_from = max(self._base, min(self._forget_step, first))
-        drop = keep_from - self._base
-        live = self._count - drop
-        if live + n > self._gain.shape[0] or drop:
-            cap = self._gain.shape[0] if live + n <= self._gain.shape[0] else 2 * (live + n)
+        if self._count + n > self._gain.shape[0]:
+            # full: move the steps still wanted to the front, into buffers at least half free afterwards (so each
+            # step is copied O(1) times on average, and memory stays within four times what a round needs)
+            keep_from = max(self._base, min(self._forget_step, first))
+            drop = keep_from - self._base
+            live = self._count - drop
+            grow = 2 * (live + n) > self._gain.shape[0]
             for name in ("_xy", "_speed", "_los", "_gain"):
                 old = getattr(self, name)
-                new = np.empty((cap,) + old.shape[1:], dtype=old.dtype)
-                new[:live] = old[drop:self._count]
-                setattr(self, name, new)
+                if grow:
+                    new = np.empty((2 * (live + n),) + old.shape[1:], dtype=old.dtype)
+                    new[:live] = old[drop:self._count]
+                    setattr(self, name, new)
+                elif drop:
+                    old[:live] = old[drop:self._count]  # numpy copies overlapping slices correctly
             self._base, self._count = keep_from, live
         rows = slice(self._count, self._count + n)
         self._xy[rows], self._speed[rows], self._los[rows], self._gain[rows] = xy, speed, los, gain
@@ -174,7 +179,7 @@ class LargeScaleTimeline:
         steps = np.arange(first, first + n)
         pick = steps % self.record_stride == 0
         if pick.any():
-            self._log.append((steps[pick], xy[pick].copy(), los[pick].copy()))
+            self._log.append((steps[pick], xy[pick], los[pick]))  # fancy indexing copies
 
     def _extend(self, last_step: int) -> None:
         """Compute every step up to ``last_step`` (in chunks)."""
@@ -219,7 +224,8 @@ class LargeScaleTimeline:
         self._forget_step = max(self._forget_step, self.step_of(time_s))
 
     def _rows(self, first_step: int, n: int) -> slice:
-        self._extend(first_step + n - 1)
+        if first_step + n > self._base + self._count:
+            self._extend(first_step + n - 1)
         if first_step < self._base:
             raise IndexError(f"LargeScaleTimeline: step {first_step} was forgotten (steps from {self._base} kept)")
         return slice(first_step - self._base, first_step - self._base + n)
