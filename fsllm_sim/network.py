@@ -6,7 +6,7 @@ off leaves the placement and LOS draws unchanged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -39,6 +39,8 @@ class RadioEnvironment:
     downlink_power_w: float
     downlink_bandwidth_hz: float
     fading_enabled: bool
+    # mobility.model: trace: the parsed paths {client: (t_s (n,), xy_m (n, 2))}, read once for the whole run
+    mobility_traces: Optional[dict] = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def num_clients(self) -> int:
@@ -92,13 +94,14 @@ def build_environment(scenario) -> RadioEnvironment:
     lay = scenario.clients.layout
     positions = cm.place_clients_in_disc(stream(scenario.seed, "placement"), k, lay.radius_m, lay.min_distance_m)
     mob = getattr(scenario, "mobility", None)
+    traces = None
     if mob is not None and mob.model == "trace":  # a traced client starts where its trace is at t = 0
         from channel_models.mobility import interpolate_path
 
         from .trace_files import read_mobility_csv
 
-        for c, (t, xy) in read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m,
-                                            min_distance_m=lay.min_distance_m).items():
+        traces = read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m, min_distance_m=lay.min_distance_m)
+        for c, (t, xy) in traces.items():
             positions[c] = interpolate_path(t, xy, [0.0])[0][0]
     d2 = cm.distances_2d_m(positions)
     model = pl_cfg.model
@@ -149,4 +152,5 @@ def build_environment(scenario) -> RadioEnvironment:
         downlink_power_w=float(cm.dbm_to_w(ch.downlink.power_dbm)),
         downlink_bandwidth_hz=ch.downlink.bandwidth_hz,
         fading_enabled=fad.model != "none",
+        mobility_traces=traces,
     )

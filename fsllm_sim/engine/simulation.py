@@ -301,8 +301,10 @@ def _changing_world(scenario, world: World, problem):
         from ..trace_files import read_mobility_csv
         from .mobility import LargeScaleTimeline, client_motion
     if mob.model == "trace":
-        lay = scenario.clients.layout
-        traces = read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m, min_distance_m=lay.min_distance_m)
+        traces = world.env.mobility_traces  # parsed once, when the clients were placed
+        if traces is None:
+            lay = scenario.clients.layout
+            traces = read_mobility_csv(mob.trace_path, k, radius_m=lay.radius_m, min_distance_m=lay.min_distance_m)
     if mob.model != "static" or mob.groups and (traces or any(m is not None for m in client_motion(scenario, k))):
         timeline = LargeScaleTimeline(scenario, world.env, traces=traces)
     av = scenario.availability
