@@ -89,6 +89,7 @@ class ObservedFading:
         self._last: dict[int, np.ndarray] = {}
         self._diffuse: dict[int, np.ndarray] = {}
         self._specular: dict[int, np.ndarray] = {}
+        self.blocks_drawn = 0  # block-subchannel coefficients drawn so far (the cost of the fading, in draws)
 
     def _client_state(self, client: int):
         if client not in self._rng:
@@ -124,6 +125,7 @@ class ObservedFading:
         subs = self._check_subchannels(subchannels)
         rng, last, state = self._client_state(client)
         factor = self._factor
+        self.blocks_drawn += n * (subs.size if factor is None else self.num_subchannels)
         if factor is None and subs.size == 1:
             return self._draw_one(client, int(subs[0]), first_block, n, rng, last, state)
         cols = subs if factor is None else np.arange(self.num_subchannels)

@@ -11,7 +11,8 @@
 4. A changing world (``--only dynamic``): the scale run (K = 1000, 20 rounds, analytic) with random-waypoint
    mobility (pedestrians, 0.1 s updates), Markov availability (mean on 60 s, off 20 s), a deadline round rule
    and downlink fading, against the same run with all of them off, one after the other in one process:
-   the ratio of the event loops' wall times (target <= 2x).
+   the ratio of the event loops' wall times (target <= 2x), the fading blocks each drew, and the same changing
+   world with a static downlink (the machinery's cost apart from the blocks a fading downlink adds).
 3. Real training, SmolLM2 through the engine, K = 32 against K = 1 (one round, E = 1, b = 4, L = 128): peak
    resident memory of each run in a fresh subprocess (target ratio <= 1.3). The engine runs the whole real
    iteration when a request enters service, so one autograd graph is held at a time whatever K.
@@ -103,10 +104,18 @@ def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int 
                  channel=replace(channel, downlink=replace(channel.downlink, fading="fading")))
     res_on = simulate(on, profile_source="analytic", allocation="equal-share", world=world)
     on_summary = res_on.summary()
+    # the same changing world with a static downlink: what the engine's changing-world machinery costs apart
+    # from the fading blocks that a fading downlink adds (its transfers are long here: B_dl / K per client)
+    static_dl = replace(on, channel=channel)
+    res_static_dl = simulate(static_dl, profile_source="analytic", allocation="equal-share", world=world)
     return {"clients": clients, "rounds": rounds, "wall_s_off": res_off.wall_s, "wall_s_on": res_on.wall_s,
             "ratio": res_on.wall_s / res_off.wall_s, "events_off": res_off.events, "events_on": res_on.events,
             "deadline_s": deadline, "mean_participants": on_summary["mean_participants"],
-            "dropped": on_summary["dropped"], "rounds_on": len(res_on.rounds)}
+            "dropped": on_summary["dropped"], "rounds_on": len(res_on.rounds),
+            "fading_blocks_off": res_off.fading_blocks, "fading_blocks_on": res_on.fading_blocks,
+            "wall_s_static_downlink": res_static_dl.wall_s,
+            "ratio_static_downlink": res_static_dl.wall_s / res_off.wall_s,
+            "fading_blocks_static_downlink": res_static_dl.fading_blocks}
 
 
 def overhead_benchmark() -> dict:
@@ -172,7 +181,11 @@ def main(argv=None) -> int:
               f"{r['deadline_s']:.3g} s + downlink fading: event loop {r['wall_s_on']:.1f} s vs "
               f"{r['wall_s_off']:.1f} s with all off: {r['ratio']:.2f}x (target <= 2x); "
               f"{r['events_on']} vs {r['events_off']} events, "
-              f"{r['mean_participants']:.0f} clients aggregated per round, {r['dropped']} drops", flush=True)
+              f"{r['mean_participants']:.0f} clients aggregated per round, {r['dropped']} drops; fading blocks "
+              f"drawn {r['fading_blocks_on'] / 1e6:.1f} M vs {r['fading_blocks_off'] / 1e6:.1f} M", flush=True)
+        print(f"dynamic, downlink static: mobility + Markov availability + deadline: event loop "
+              f"{r['wall_s_static_downlink']:.1f} s vs {r['wall_s_off']:.1f} s: {r['ratio_static_downlink']:.2f}x; "
+              f"fading blocks drawn {r['fading_blocks_static_downlink'] / 1e6:.1f} M", flush=True)
     if "overhead" in which:
         r = overhead_benchmark()
         print(f"overhead: default scenario, real SmolLM2 training, 1 round: event loop {r['loop_wall_s']:.1f} s, "

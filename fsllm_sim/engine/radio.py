@@ -96,6 +96,14 @@ class Radio:
 
     # -- the large-scale gain of a changing world ------------------------------------------------------
 
+    @property
+    def fading_blocks_drawn(self) -> int:
+        """Block-subchannel fading coefficients drawn so far, uplink bands and downlink together."""
+        streams = list(self.fading.values()) if self.fading is not None else []
+        if self.dl_fading is not None:
+            streams.append(self.dl_fading)
+        return int(sum(f.blocks_drawn for f in streams))
+
     def forget_before(self, time_s: float) -> None:
         """A round starts at ``time_s``: no transfer will ask for an earlier large-scale gain."""
         if self.timeline is not None:

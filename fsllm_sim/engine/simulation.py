@@ -46,6 +46,7 @@ class SimulationResult:
     positions: object = field(default_factory=list)  # positions.csv rows when clients move (mobility.PositionRows)
     stopped: str | None = None  # why the run ended before its rounds, if it did
     dynamic: bool = False  # the simulated scenario changes (its world may be shared with a static one)
+    fading_blocks: int = 0  # block-subchannel fading coefficients drawn (uplink and downlink): the fading's cost
 
     @property
     def real(self) -> bool:
@@ -285,7 +286,7 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                             rounds=protocol.records, initial_val_loss=backend.initial_val_loss,
                             target_val_loss=target, events=events, wall_s=wall, op_wall_s=backend.op_wall_s,
                             notes=notes, discarded=protocol.discarded, positions=positions,
-                            stopped=protocol.stopped, dynamic=dynamic)
+                            stopped=protocol.stopped, dynamic=dynamic, fading_blocks=radio.fading_blocks_drawn)
 
 
 def _changing_world(scenario, world: World, problem):

@@ -413,3 +413,18 @@ def test_bad_draw_arguments_are_one_line_channel_errors():
         assert len(str(err.value).splitlines()) == 1
     with pytest.raises(cm.ChannelModelError):
         cm.transfer_over_blocks(f, 0, [0], [0.1], [360e3], 1e-10, 1e-20, 0.0, 1e6, chunk_blocks=0)
+
+
+def test_blocks_drawn_counts_every_coefficient_drawn():
+    """The cost counter: blocks x subchannels of each draw (the whole band when the subchannels are correlated),
+    including the single-subchannel path and the draws a transfer makes."""
+    f = ObservedFading(3, 8, 0.0, 10.0, 0.01, np.random.SeedSequence(5))
+    f.draw(0, [2], 0, 7)
+    f.draw(1, [0, 3, 5], 4, 10)
+    assert f.blocks_drawn == 7 + 30
+    res = transfer_over_blocks(f, 2, [1, 4], [0.1, 0.1], [1e5, 1e5], 1e-9, 4e-21, 0.0, 5e5, chunk_blocks=16)
+    assert res.completed and f.blocks_drawn > 37 and (f.blocks_drawn - 37) % (2 * 16) == 0
+    corr = ObservedFading(1, 8, 0.0, 10.0, 0.01, np.random.SeedSequence(6), coherence_bandwidth_hz=1e6,
+                          subchannel_bandwidth_hz=1e5)
+    corr.draw(0, [1, 2], 0, 3)
+    assert corr.blocks_drawn == 3 * 8
