@@ -4,7 +4,8 @@
 (the same contract for every entry, like peft's mapping from a PEFT type to its class). Methods that
 live in modules written separately (exact, gurobi, relaxation) are imported only when called, so the
 rest works without them and a missing optional dependency (gurobipy) costs nothing until it is used.
-``register_method`` adds one (a plug-in, or a test double).
+``register_method`` adds one (a plug-in, or a test double); :mod:`solvers.plugins` loads them from a scenario's
+``solver.plugins`` and from installed entry points.
 
 ``solve`` times the call, checks that a fixed split/rank was respected, re-scores the returned allocation
 with :func:`solvers.problem.evaluate` (constraints included) and insists the objectives agree to 1e-9
@@ -60,6 +61,9 @@ METHODS: dict[str, Callable[..., Solution]] = {
 }
 
 
+BUILTIN_METHODS = frozenset(METHODS)
+
+
 def register_method(name: str, fn: Callable[..., Solution], certified: bool = False, overwrite: bool = False):
     """Add a method to ``METHODS`` (``certified``: its "optimal" status may be trusted)."""
     if name in METHODS and not overwrite:
@@ -69,11 +73,33 @@ def register_method(name: str, fn: Callable[..., Solution], certified: bool = Fa
         CERTIFIED_METHODS.add(name)
 
 
+def is_method(name: str) -> bool:
+    """Whether ``name`` is a registered method, registering it from an installed entry point if one offers it
+    (:mod:`solvers.plugins`)."""
+    if name in METHODS:
+        return True
+    if not isinstance(name, str):
+        return False
+    from .plugins import entry_point_method
+
+    fn = entry_point_method(name)
+    if fn is None:
+        return False
+    register_method(name, fn)
+    return True
+
+
+def method_names() -> list[str]:
+    """Every registered method and every installed entry point's, in registration order."""
+    from .plugins import entry_point_names
+
+    return list(METHODS) + [n for n in entry_point_names() if n not in METHODS]
+
+
 def get_method(name: str) -> Callable[..., Solution]:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise SolverError(f"unknown solver method {name!r}; allowed: {', '.join(METHODS)}") from None
+    if not is_method(name):
+        raise SolverError(f"unknown solver method {name!r}; allowed: {', '.join(method_names())}")
+    return METHODS[name]
 
 
 def _same(a: float, b: float) -> bool:
@@ -100,6 +126,9 @@ def solve(problem: Problem, method: str = DEFAULT_METHOD, split: Optional[int] =
 
         sol = without_s_band(problem, sol)
     wall = time.perf_counter() - start
+    if method not in BUILTIN_METHODS and sol.method != method:  # a plug-in built on another method: its own name
+        sol.notes.append(f"{method}: the solution was labelled {sol.method!r} by the code it called")
+        sol.method = method
     sol.notes[:0] = [n for n in problem.notes if n not in sol.notes]  # how the problem was built (fl: exclusions)
     if split is not None and sol.split != int(split):
         raise SolverError(f"method {method!r} returned split={sol.split}, but split={split} was fixed")

@@ -552,6 +552,10 @@ def _resolve_paths(s: Scenario, base: Path) -> Scenario:
     alloc = s.simulation.allocation
     if alloc.endswith(".json") or os.sep in alloc:
         s = replace(s, simulation=replace(s.simulation, allocation=fix(alloc)))
+    plugins = s.solver.plugins  # a plug-in file (not a module name) is relative to the scenario
+    if plugins:
+        s = replace(s, solver=replace(s.solver, plugins=tuple(
+            fix(p) if p.endswith(".py") or "/" in p or os.sep in p else p for p in plugins)))
     return replace(s, devices=replace(s.devices, speed=speed), convergence=conv, data=data)
 
 

@@ -389,8 +389,13 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    method: str = param("bcd", "Solver used by `fsllm-sim optimize`.",
-                        choices=("bcd", "exact", "gurobi", "relaxation", "equal", "random", "max-power"))
+    method: str = param("bcd", "Solver used by `fsllm-sim optimize`: bcd, exact, gurobi, relaxation, equal, random, "
+                               "max-power, or a method a plug-in registers (solver.plugins; checked when used).")
+    plugins: Optional[tuple] = param(None, "Your own allocation methods: modules (package.module) or Python files "
+                                           "(relative to this file) imported before any method is looked up; each "
+                                           "registers its methods (docs/plugins.md). Usable by optimize, run "
+                                           "--allocation, compare --methods, the online policy and sweeps.",
+                                     kind="list[str]", nullable=True)
     gains: str = param("average", "Optimise against average gains (static) or the first fading block (online).",
                        choices=("average", "current"))
     rates: str = param("ergodic", "Rates the objective uses: ergodic (E[log2(1 + SNR |h|^2)] over the fading law; "

@@ -139,6 +139,15 @@ def equal_share(problem: Problem, split: int, rank: int) -> Allocation:
     return Allocation(int(split), int(rank), a_s, p_s, a_f, p_f, EQUAL_SHARE)
 
 
+def load_scenario_plugins(scenario) -> list[str]:
+    """Import the scenario's ``solver.plugins`` (once per process; solvers.plugins): the methods they register
+    are then known to every command. Returns the method names added now."""
+    try:
+        return solvers.load_plugins(scenario.solver.plugins)
+    except solvers.problem.SolverError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def protocol_split(problem: Problem, scenario_split: int) -> int:
     """The split an allocation uses: the scenario's, except under fl, where the whole model is on the device
     (the profile's one split, J)."""
@@ -151,7 +160,7 @@ def load_solution(path: str | Path, problem: Problem, fingerprint: str | None = 
     p = Path(path)
     where = f"allocation {str(p)!r}"
     if not p.is_file():
-        raise ConfigError(f"{where}: no such file (give equal-share, a solver method ({', '.join(solvers.METHODS)}) "
+        raise ConfigError(f"{where}: no such file (give equal-share, a solver method ({', '.join(solvers.method_names())}) "
                           f"or a solution.json written by `fsllm-sim optimize`)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -195,7 +204,7 @@ def solved(problem: Problem, method: str, **options) -> Allocation:
     """Solve ``problem`` with a registered method; a lower bound is not an allocation and is refused."""
     if method in solvers.registry.BOUND_METHODS:
         raise ConfigError(f"allocation: {method!r} computes a lower bound, not an allocation; allowed: "
-                          f"{', '.join(m for m in solvers.METHODS if m not in solvers.registry.BOUND_METHODS)}")
+                          f"{', '.join(m for m in solvers.method_names() if m not in solvers.registry.BOUND_METHODS)}")
     sol = solvers.solve(problem, method, **options)
     return Allocation.from_solution(sol, method)
 
@@ -271,6 +280,7 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
     """The allocation policy a scenario (or the command line's overrides) asks for."""
     spec = allocation if allocation is not None else scenario.simulation.allocation
     kind = policy if policy is not None else scenario.simulation.policy
+    load_scenario_plugins(scenario)
     if kind not in ("static", "online"):
         raise ConfigError(f"policy={kind!r} is not one of static, online")
     if isinstance(spec, Allocation):  # solved by the caller (a sweep's fixed-split method): run it as it is
@@ -279,13 +289,13 @@ def make_policy(problem: Problem, scenario, *, allocation: str | None = None, po
         return StaticPolicy(spec, problem)
     if kind == "online":
         method = "bcd" if spec == EQUAL_SHARE else spec
-        if method not in solvers.METHODS:
+        if not solvers.is_method(method):
             raise ConfigError(f"policy online: allocation={spec!r} must be a solver method "
-                              f"({', '.join(solvers.METHODS)})")
+                              f"({', '.join(solvers.method_names())})")
         return OnlineAllocationPolicy(problem, method, **solver_options(scenario, method))
     if spec == EQUAL_SHARE:
         return StaticPolicy(equal_share(problem, scenario.split.layer, scenario.lora.rank), problem)
-    if spec in solvers.METHODS:
+    if solvers.is_method(spec):
         return StaticPolicy(solved(problem, spec, **solver_options(scenario, spec)), problem)
     from ..config import problem_fingerprint
 

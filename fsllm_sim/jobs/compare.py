@@ -17,6 +17,7 @@ from pathlib import Path
 from plots import plot_loss_vs_time
 
 from ..engine import build_world, simulate
+from ..engine.allocation import load_scenario_plugins
 from ..engine.world import print_warnings
 from ..errors import ConfigError
 from ..report import format_table
@@ -68,6 +69,7 @@ def run_compare(scenario, methods: list[str], *, training: str | None = None, ro
                 runs_dir: str | None = None, progress: bool = True, profile_source: str = "counted",
                 echo=print, policies: list[str] | None = None, round_policies: list[str] | None = None) -> Path:
     check_output_dir(runs_dir or scenario.output.runs_dir, "--runs-dir" if runs_dir else "output.runs_dir")
+    load_scenario_plugins(scenario)
     runs = variants(scenario, methods, policies, round_policies)
     world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
     print_warnings(world)

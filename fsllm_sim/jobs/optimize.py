@@ -26,7 +26,7 @@ from plots import plot_delay_breakdown
 
 from ..engine import build_world
 from ..engine.world import print_warnings
-from ..engine.allocation import TIME_LIMITED_METHODS, protocol_split, solver_options
+from ..engine.allocation import TIME_LIMITED_METHODS, load_scenario_plugins, protocol_split, solver_options
 from ..engine.radio import Radio
 from ..config import problem_fingerprint
 from ..errors import ConfigError
@@ -80,9 +80,11 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
     from solvers.registry import BOUND_METHODS, CERTIFIED_METHODS
     from solvers.relaxation import MAX_RELAXATION_SIZE, relaxation_size_error
 
+    load_scenario_plugins(scenario)
+    flag = "--method" if method else "solver.method"
     method = method or scenario.solver.method
-    if method not in solvers.METHODS:
-        raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.METHODS)}")
+    if not solvers.is_method(method):
+        raise ConfigError(f"{flag} {method!r} is not one of {', '.join(solvers.method_names())}")
     if bound not in BOUNDS:
         raise ConfigError(f"--bound {bound!r} is not one of {', '.join(BOUNDS)}")
     if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s > 0):

@@ -132,11 +132,13 @@ def run_sweep(base_path: str, assignments: list[tuple[str, list]], *, out_dir: s
     import solvers
 
     from ..config.loader import load_scenario
+    from ..engine.allocation import load_scenario_plugins
     from .optimize import scenario_problem
 
     base = load_scenario(base_path)  # validates the base file first, with its own one-line errors
-    if method not in solvers.METHODS:
-        raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.METHODS)}")
+    load_scenario_plugins(base)
+    if not solvers.is_method(method):
+        raise ConfigError(f"--method {method!r} is not one of {', '.join(solvers.method_names())}")
     base_data = scenario_to_dict(base)
     points = list(grid_points(base_data, assignments, str(base_path)))  # all validated before any work
     keys: dict[str, dict] = {}

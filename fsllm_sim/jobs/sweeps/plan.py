@@ -22,7 +22,7 @@ from ...config import load_scenario, scenario_from_dict, scenario_to_dict
 from ...config.loader import shorten
 from ...config.sweep_file import METHOD_VARIANTS, SweepFile
 from ...convergence import BUILTIN_CALIBRATION, builtin_calibration_path
-from ...engine.allocation import EQUAL_SHARE
+from ...engine.allocation import EQUAL_SHARE, load_scenario_plugins
 from ...errors import ConfigError
 from ...profiles import memoised_profiles, scenario_profile
 from .points import Run
@@ -41,7 +41,7 @@ class Plan:
 
 
 def allowed_methods() -> list[str]:
-    return [m for m in solvers.METHODS if m not in BOUND_METHODS] + [EQUAL_SHARE]
+    return [m for m in solvers.method_names() if m not in BOUND_METHODS] + [EQUAL_SHARE]
 
 
 def check_methods(sweep: SweepFile) -> None:
@@ -138,6 +138,10 @@ def build_points(sweep: SweepFile, progress: bool = False, echo=print):
 
 
 def build_plan(sweep: SweepFile, progress: bool = False, echo=print) -> Plan:
+    try:  # the base's solver.plugins first: the methods they register are names a sweep may use
+        load_scenario_plugins(load_scenario(sweep.base))
+    except ConfigError as exc:
+        raise ConfigError(f"{sweep.path}: base: {exc}") from None
     check_methods(sweep)
     base, points = build_points(sweep, progress=progress, echo=echo)
     runs, seen, digests = [], {}, {}

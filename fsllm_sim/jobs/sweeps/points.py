@@ -27,7 +27,7 @@ import numpy as np
 import solvers
 
 from ...engine import build_world, simulate
-from ...engine.allocation import EQUAL_SHARE, Allocation, equal_share, solver_options
+from ...engine.allocation import EQUAL_SHARE, Allocation, equal_share, load_scenario_plugins, solver_options
 from ...errors import USER_ERRORS
 
 # Columns of a result row after the ``axis:`` ones, in order (results.csv's schema; see the sweep job's docstring).
@@ -72,6 +72,7 @@ def choose_allocation(problem, scenario, method: str):
     if method == EQUAL_SHARE:
         alloc = equal_share(problem, scenario.split.layer, scenario.lora.rank)
         return alloc, alloc.evaluate(problem)
+    load_scenario_plugins(scenario)  # a worker process imports the scenario's plug-ins itself
     name, fix_split, fix_rank = split_method(method)
     sol = solvers.solve(problem, name, split=scenario.split.layer if fix_split else None,
                         rank=scenario.lora.rank if fix_rank else None, **solver_options(scenario, name))
