@@ -9,8 +9,8 @@ or a scenario's ``solver.plugins`` (:mod:`solvers.plugins`, docs/plugins.md).
 """
 from .online import OnlinePolicy
 from .problem import Problem, Solution, SplitRankProfile, check_allocation, evaluate
-from .plugins import load_plugins
-from .registry import DEFAULT_METHOD, METHODS, get_method, is_method, method_names, register_method, solve
+from .registry import (DEFAULT_METHOD, METHODS, get_method, is_method, load_plugins, method_names, register_method,
+                       solve)
 
 __all__ = ["Problem", "Solution", "SplitRankProfile", "evaluate", "check_allocation", "solve", "METHODS",
            "DEFAULT_METHOD", "get_method", "is_method", "method_names", "register_method", "load_plugins",

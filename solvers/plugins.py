@@ -9,7 +9,7 @@ not reach and cannot claim "optimal":
 
 1. in Python, before calling the API: ``solvers.register_method("mine", solve_mine)``;
 2. a scenario's ``solver.plugins``: a list of modules (``package.module``) or Python files (``path/to/x.py``,
-   relative to the scenario file), imported once per process by :func:`load_plugins`. Such a module registers
+   relative to the scenario file), imported once per process by :func:`solvers.registry.load_plugins`. Such a module registers
    its methods when imported, or defines ``FSLLM_SIM_METHODS = {"name": callable}``;
 3. an installed package's entry points in the group ``fsllm_sim.methods`` (``name = "package.module:function"``),
    loaded when their name is first asked for (:func:`entry_point_method`).
@@ -25,7 +25,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from fsllm_sim.errors import SolverError
 
@@ -58,65 +58,51 @@ def _module_from_file(path: Path) -> object:
     return module
 
 
-def load_plugin(spec: str, base_dir: Optional[os.PathLike] = None) -> list[str]:
-    """Import one plug-in (a module name or a .py file) unless already imported; returns the method names it
-    added to the registry."""
-    from .registry import METHODS, register_method
-
+def import_plugin(spec: str, base_dir: Optional[os.PathLike] = None):
+    """Import one plug-in (a module name or a .py file): (key, module), or None if it was imported already in
+    this process. The caller registers what it declares (:func:`solvers.registry.load_plugin`)."""
     if not isinstance(spec, str) or not spec.strip():
         raise SolverError(f"solver.plugins: {spec!r} is not a module name or a .py file")
     is_file = spec.endswith(".py") or os.sep in spec or "/" in spec
-    key = spec
-    if is_file:
-        path = Path(spec)
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        path = path.resolve()
-        key = str(path)
-        if key in _loaded:
-            return []
-        if not path.is_file():
-            raise SolverError(f"solver.plugins: no such file {spec!r} (resolved to {path})")
-    elif key in _loaded:
-        return []
-    before = set(METHODS)
-    if is_file:
-        module = _module_from_file(path)
-    else:
+    if not is_file:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", spec):
             raise SolverError(f"solver.plugins: {spec!r} is not a module name (a.b.c) or a .py file")
+        if spec in _loaded:
+            return None
         try:
             module = importlib.import_module(spec)
         except ModuleNotFoundError as err:
             raise SolverError(f"solver.plugins: module {spec!r} not found ({err.name} is missing)") from None
         except Exception as err:
             raise SolverError(f"solver.plugins: importing {spec!r} failed: {type(err).__name__}: {err}") from None
+        return spec, module
+    path = Path(spec)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    path = path.resolve()
+    if str(path) in _loaded:
+        return None
+    if not path.is_file():
+        raise SolverError(f"solver.plugins: no such file {spec!r} (resolved to {path})")
+    return str(path), _module_from_file(path)
+
+
+def declared_methods(module, spec: str) -> Optional[dict]:
+    """A plug-in module's ``FSLLM_SIM_METHODS`` (name -> callable), checked; None if it declares none."""
     declared = getattr(module, "FSLLM_SIM_METHODS", None)
-    if declared is not None:
-        if not isinstance(declared, dict):
-            raise SolverError(f"solver.plugins: {spec}: FSLLM_SIM_METHODS must be a dict name -> callable")
-        for name, fn in declared.items():
-            if name in METHODS and METHODS[name] is fn:
-                continue
-            if not callable(fn):
-                raise SolverError(f"solver.plugins: {spec}: FSLLM_SIM_METHODS[{name!r}] is not callable")
-            register_method(check_name(name), fn)
-    added = sorted(set(METHODS) - before)
-    for name in added:
+    if declared is None:
+        return None
+    if not isinstance(declared, dict):
+        raise SolverError(f"solver.plugins: {spec}: FSLLM_SIM_METHODS must be a dict name -> callable")
+    for name, fn in declared.items():
         check_name(name)
-    if not added and declared is None:
-        raise SolverError(f"solver.plugins: {spec} registered no method (call solvers.register_method at import, "
-                          f"or define FSLLM_SIM_METHODS)")
-    _loaded[key] = getattr(module, "__name__", spec)
-    return added
+        if not callable(fn):
+            raise SolverError(f"solver.plugins: {spec}: FSLLM_SIM_METHODS[{name!r}] is not callable")
+    return dict(declared)
 
 
-def load_plugins(specs: Iterable[str], base_dir: Optional[os.PathLike] = None) -> list[str]:
-    """:func:`load_plugin` for each spec, in order; returns every method name added."""
-    added: list[str] = []
-    for spec in specs or ():
-        added += load_plugin(spec, base_dir)
-    return added
+def mark_loaded(key: str, module) -> None:
+    _loaded[key] = getattr(module, "__name__", key)
 
 
 def _entry_points():

@@ -22,6 +22,7 @@ import numpy as np
 
 from fsllm_sim.errors import SolverError
 
+from . import plugins
 from .baselines import solve_equal, solve_max_power, solve_random
 from .bcd import solve_bcd
 from .problem import Problem, Solution, evaluate
@@ -73,6 +74,36 @@ def register_method(name: str, fn: Callable[..., Solution], certified: bool = Fa
         CERTIFIED_METHODS.add(name)
 
 
+def load_plugin(spec: str, base_dir=None) -> list[str]:
+    """Import one plug-in (solvers.plugins) unless already imported and register its methods; returns the names
+    it added."""
+    before = set(METHODS)  # before the import: a module may register its methods as it is imported
+    imported = plugins.import_plugin(spec, base_dir)
+    if imported is None:
+        return []
+    key, module = imported
+    declared = plugins.declared_methods(module, spec)
+    for name, fn in (declared or {}).items():
+        if METHODS.get(name) is not fn:
+            register_method(name, fn)
+    added = sorted(set(METHODS) - before)
+    for name in added:
+        plugins.check_name(name)
+    if not added and declared is None:
+        raise SolverError(f"solver.plugins: {spec} registered no method (call solvers.register_method at import, "
+                          f"or define FSLLM_SIM_METHODS)")
+    plugins.mark_loaded(key, module)
+    return added
+
+
+def load_plugins(specs, base_dir=None) -> list[str]:
+    """:func:`load_plugin` for each spec, in order; returns every method name added."""
+    added: list[str] = []
+    for spec in specs or ():
+        added += load_plugin(spec, base_dir)
+    return added
+
+
 def is_method(name: str) -> bool:
     """Whether ``name`` is a registered method, registering it from an installed entry point if one offers it
     (:mod:`solvers.plugins`)."""
@@ -80,9 +111,7 @@ def is_method(name: str) -> bool:
         return True
     if not isinstance(name, str):
         return False
-    from .plugins import entry_point_method
-
-    fn = entry_point_method(name)
+    fn = plugins.entry_point_method(name)
     if fn is None:
         return False
     register_method(name, fn)
@@ -91,9 +120,7 @@ def is_method(name: str) -> bool:
 
 def method_names() -> list[str]:
     """Every registered method and every installed entry point's, in registration order."""
-    from .plugins import entry_point_names
-
-    return list(METHODS) + [n for n in entry_point_names() if n not in METHODS]
+    return list(METHODS) + [n for n in plugins.entry_point_names() if n not in METHODS]
 
 
 def get_method(name: str) -> Callable[..., Solution]:

@@ -9,7 +9,8 @@ import pytest
 import solvers
 from fsllm_sim.errors import SolverError
 from solvers import METHODS, is_method, load_plugins, method_names, solve
-from solvers.plugins import ENTRY_POINT_GROUP, load_plugin
+from solvers.plugins import ENTRY_POINT_GROUP
+from solvers.registry import load_plugin
 
 from solver_helpers import tiny_problem
 
