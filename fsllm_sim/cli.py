@@ -10,6 +10,7 @@ import sys
 from .errors import USER_ERRORS
 
 EXIT_USER_ERROR = 2
+DEFAULT_PLAYGROUND_SCENARIO = __import__("pathlib").Path(__file__).resolve().parents[1] / "scenarios" / "default.yaml"
 EXIT_INTERRUPTED = 130
 
 
@@ -169,6 +170,14 @@ def _speed_list(text: str) -> list[float]:
     return values
 
 
+def _cmd_playground(args) -> int:
+    from .config import load_scenario
+    from .jobs.playground.server import serve
+
+    path = args.scenario or str(DEFAULT_PLAYGROUND_SCENARIO)
+    return serve(load_scenario(path), host=args.host, port=args.port)
+
+
 def _cmd_bench(args) -> int:
     from .benchmarks.runner import run_benchmarks
 
@@ -181,6 +190,16 @@ class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -312,10 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--no-progress", action="store_true", help="hide progress bars")
     fig.set_defaults(func=_cmd_figures)
 
+    play = sub.add_parser("playground", help="serve the what-if page on this machine: sliders for bandwidth, clients, "
+                                             "split, rank, power, ...; every number from the delay model, solver "
+                                             "and engine (docs/playground.md)",
+                          description="serve the what-if page on this machine (docs/playground.md)")
+    play.add_argument("scenario", nargs="?", default=None,
+                      help="scenario YAML file the controls start from (default: scenarios/default.yaml)")
+    play.add_argument("--port", type=_port, default=8050, help="TCP port (default: 8050)")
+    play.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default: 127.0.0.1, this machine only)")
+    play.set_defaults(func=_cmd_playground)
+
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
     # No argparse `choices` here: with nargs="*" it rejects the list default; run_benchmarks checks names.
     bench.add_argument("which", nargs="*", default=["all"], metavar="NAME",
-                       help="all (default), fading, solvers, training, engine, sweep")
+                       help="all (default), fading, solvers, training, engine, sweep, playground")
     bench.set_defaults(func=_cmd_bench)
     return p
 

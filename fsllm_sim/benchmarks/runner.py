@@ -10,6 +10,7 @@ BENCHMARKS = {
     "training": "fsllm_sim.benchmarks.training",
     "engine": "fsllm_sim.benchmarks.engine",
     "sweep": "fsllm_sim.benchmarks.sweep",
+    "playground": "fsllm_sim.benchmarks.playground",
 }
 
 
@@ -25,6 +26,6 @@ def run_benchmarks(which: list[str]) -> int:
         start = time.perf_counter()
         module = importlib.import_module(BENCHMARKS[name])
         # The training benchmark has its own CLI; give it no arguments rather than fsllm-sim's argv.
-        module.main([]) if name in ("training", "engine", "sweep") else module.main()
+        module.main([]) if name in ("training", "engine", "sweep", "playground") else module.main()
         print(f"({name}: {time.perf_counter() - start:.1f} s)", flush=True)
     return 0

@@ -36,12 +36,14 @@ class World:
         return self.env.num_clients
 
 
-def build_world(scenario, *, profile_source: str = "counted", progress: bool = True, echo=print) -> World:
-    """Place clients, draw their channels and devices, profile the model and state the problem."""
+def build_world(scenario, *, profile_source: str = "counted", progress: bool = True, echo=print,
+                model=None) -> World:
+    """Place clients, draw their channels and devices, profile the model and state the problem (``model``: an
+    already loaded fsllm_sim.training.models model to profile, instead of loading the scenario's)."""
     env = build_environment(scenario)
     fleet = make_fleet(scenario.devices, env.num_clients, stream(scenario.seed, "devices"))
     convergence = load_convergence(scenario)
-    profile, meta = scenario_profile(scenario, source=profile_source, progress=progress, echo=echo)
+    profile, meta = scenario_profile(scenario, source=profile_source, progress=progress, echo=echo, model=model)
     problem = build_problem(scenario, env, fleet, profile, convergence)
     # the problem's convergence model: under fl with devices left out, a round trains fewer tokens
     return World(scenario, env, fleet, profile, meta, problem.convergence, problem,
