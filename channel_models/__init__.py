@@ -9,7 +9,7 @@ and log-distance), ``los`` (Table 7.4.2-1), ``shadowing`` (log-normal, optionall
 Bad arguments raise ``channel_models.errors.ValidityRangeError`` (a ``ChannelModelError``, a ``ValueError``).
 """
 
-from .downlink import downlink_rate_bps
+from .downlink import downlink_rate_bps, downlink_rate_function
 from .ergodic import (ergodic_rate_bps, ergodic_spectral_efficiency_rayleigh,
                       ergodic_spectral_efficiency_rician)
 from .errors import ChannelModelError, ValidityRangeError
@@ -30,7 +30,7 @@ from .units import db_to_linear, dbm_to_w, linear_to_db, w_to_dbm
 __all__ = [
     "Band", "BlockFading", "breakpoint_distance_m", "ChannelModelError", "client_rates_bps", "db_to_linear",
     "dbm_to_w", "distances_2d_m", "ergodic_rate_bps", "ergodic_spectral_efficiency_rayleigh",
-    "ergodic_spectral_efficiency_rician", "doppler_hz", "downlink_rate_bps", "draw_los",
+    "ergodic_spectral_efficiency_rician", "doppler_hz", "downlink_rate_bps", "downlink_rate_function", "draw_los",
     "draw_shadowing_db", "gains_from_fading", "gauss_markov_rho", "large_scale_gain_linear",
     "linear_to_db", "los_probability", "min_power_for_rate_w", "min_power_for_rate_w_batched",
     "noise_power_w", "ObservedFading", "Outage", "bits_until", "transfer_over_steps", "TransferError",

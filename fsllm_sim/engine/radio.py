@@ -68,6 +68,7 @@ class Radio:
         self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps[, outage_subchannels])
         self._links: dict = {}
         self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
+        self._downlink_rate_of_gain: dict = {}  # num_served -> rate(gain) of a moving client on a static downlink
 
     @property
     def record(self) -> bool:
@@ -235,9 +236,14 @@ class Radio:
         env = self.env
         p_w, bw = env.downlink_power_w / n, env.downlink_bandwidth_hz / n
         if self.dl_fading is None:
+            rate_of_gain = self._downlink_rate_of_gain.get(n)
+            if rate_of_gain is None:  # the scalars checked once per share, not at every step
+                rate_of_gain = cm.downlink_rate_function(env.downlink_power_w, env.downlink_bandwidth_hz,
+                                                         env.noise_psd_w_per_hz, n)
+                self._downlink_rate_of_gain[n] = rate_of_gain
+
             def rates(first_step: int, m: int) -> np.ndarray:
-                g = self.timeline.gain_of_steps(device, first_step, m)
-                return env.downlink_rate_bps(n, g)
+                return rate_of_gain(self.timeline.gain_of_steps(device, first_step, m))
             return cm.transfer_over_steps(rates, self.timeline.step_s, start_s, bits)
         gain_of_blocks = self._gain_of_blocks(device, self.dl_fading.block_s) if self._moving(device) else None
         if gain_of_blocks is not None:

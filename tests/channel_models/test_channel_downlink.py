@@ -37,3 +37,16 @@ def test_finite_and_errors():
         downlink_rate_bps(np.inf, 20.0, 20e6, n0, 1)
     with pytest.raises(ValidityRangeError, match="num_served=1.5 is not an integer"):
         downlink_rate_bps(1e-10, 20.0, 20e6, n0, 1.5)
+
+
+def test_rate_function_equals_the_checked_rate_and_checks_its_scalars():
+    from channel_models import downlink_rate_bps, downlink_rate_function
+
+    gains = np.geomspace(1e-14, 1e-7, 9)
+    for n in (1, 7):
+        f = downlink_rate_function(20.0, 20e6, 4e-21, n)
+        assert np.array_equal(f(gains), downlink_rate_bps(gains, 20.0, 20e6, 4e-21, n))
+    with pytest.raises(ValidityRangeError, match="num_served"):
+        downlink_rate_function(20.0, 20e6, 4e-21, 0)
+    with pytest.raises(ValidityRangeError, match="noise_psd_w_per_hz"):
+        downlink_rate_function(20.0, 20e6, 0.0, 1)
