@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         help="also compare round rules (round.policy): wait-all, deadline, "
                                              "over-selection (deadline_s and clients_per_round from the scenario)")
     sub.choices["optimize"].add_argument("--method", default=None,
-                                         help="solver (default: the scenario's optimizer.method)")
+                                         help="solver (default: the scenario's solver.method)")
     sub.choices["optimize"].add_argument("--no-baselines", action="store_true", help="skip the baseline comparison")
     sub.choices["optimize"].add_argument("--bound", choices=("bcd", "relaxation"), default="bcd",
                                          help="lower bound to report: bcd's pair bound (default, cheap) or the LP "
