@@ -427,8 +427,13 @@ class SimulationConfig:
     target_val_loss: Optional[float] = param(None, "Validation loss whose first crossing gives the simulated time to "
                                                    "target (null: the target recorded in the convergence calibration "
                                                    "file, if any).", gt=0, le=1e3, nullable=True, kind="float")
-    record_channel: bool = param(True, "Write channel.csv (one row per fading block of every transfer); switch off "
-                                       "for very long or large runs.")
+    record_channel: bool = param(True, "Record the uplink transfers' channel log (simulation.channel_log); false "
+                                       "writes none.")
+    channel_log: str = param("summary", "summary: channel.csv, one row per uplink transfer (start, end, bits, mean "
+                                        "rate; stall time with an outage rule); full: also every fading-block or "
+                                        "mobility-step segment with its rate in channel_blocks.parquet (columnar, "
+                                        "streamed in row groups; large for long or many-client runs).",
+                             choices=("summary", "full"))
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def uplink(p: Protocol, t: int, e: int, k: int, phase: str, band: str, bits: flo
     res = radio.send(k, band, start, bits)
     p.inflight[k] = (phase, e, start, res, band, 0.0, 0.0)
     yield env.timeout(res.end_s - start)
-    stalls = radio.record(k, band, res)
+    stalls = radio.record(k, band, res, start_s=start, bits=bits)
     p.trace.add(t, e, p.client_ids[k], phase, start, env.now, bits, 0.0)
     _mark_stalls(p, t, e, k, stalls)
 

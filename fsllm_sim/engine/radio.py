@@ -33,6 +33,7 @@ import channel_models as cm
 
 from ..seeding import seed_sequence
 from .allocation import Allocation
+from .channel_log import CHANNEL_LOGS, summary_row
 
 BANDS = ("s", "f")
 
@@ -46,11 +47,14 @@ class Radio:
     """Uplink and downlink transfers of one run; records the piecewise-constant rates the uplink used."""
 
     def __init__(self, env, *, root_seed: int, downlink_rate_bps, broadcast_rate_bps: float, record: bool = True,
-                 client_ids=None, timeline=None, outage: cm.Outage | None = None, downlink_fading: bool = False,
-                 downlink_num_served: int | None = None, carrier_hz: float = 3.5e9):
+                 channel_log: str = "full", client_ids=None, timeline=None, outage: cm.Outage | None = None, downlink_fading: bool = False,
+                 downlink_num_served: int | None = None, carrier_hz: float = 3.5e9, interruptible: bool = False):
         self.env = env
         self.client_ids = np.arange(env.num_clients) if client_ids is None else np.asarray(client_ids, dtype=int)
-        self.record_rows = record
+        if channel_log not in CHANNEL_LOGS:
+            raise ValueError(f"channel_log={channel_log!r} is not one of {', '.join(CHANNEL_LOGS)}")
+        self.record_rows = record and channel_log == "full"  # every segment of every transfer
+        self.record_summary = record and channel_log == "summary"  # one row per transfer
         self.fading = {b: env.observed_fading(b, _band_seed(root_seed, b)) for b in BANDS} if env.fading_enabled \
             else None
         self.downlink_rate_bps = np.asarray(downlink_rate_bps, dtype=float)
@@ -65,14 +69,17 @@ class Radio:
                                                seed_sequence(root_seed, "downlink-fading"))
         # a world that changes needs every segment (to cut a transfer where it is interrupted)
         self.dynamic = self.timeline is not None or outage is not None or self.dl_fading is not None
+        # a transfer a drop or a deadline may cut keeps its segments, whatever is logged: the bits sent by then
+        self.keep_segments = self.record_rows or self.dynamic or bool(interruptible)
         self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps[, outage_subchannels])
+        self.summary_rows: list = []  # channel_log.SUMMARY_COLUMNS (+ stall_s with an outage rule)
         self._links: dict = {}
         self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
         self._downlink_rate_of_gain: dict = {}  # num_served -> rate(gain) of a moving client on a static downlink
 
     @property
-    def record(self) -> bool:
-        return self.record_rows
+    def recording(self) -> bool:
+        return self.record_rows or self.record_summary
 
     def use(self, alloc: Allocation) -> None:
         """Hold the allocation's subchannels and powers fixed until the next call (one per round)."""
@@ -144,7 +151,7 @@ class Radio:
         """The whole transfer of ``bits`` from ``client`` on ``band`` from ``start_s`` (not yet recorded)."""
         subs, power, bw, mean_rate = self._links[band, client]
         device = int(self.client_ids[client])
-        segments = self.record_rows or self.dynamic
+        segments = self.keep_segments
         if self.fading is None:
             if not self._moving(device) and self.outage is None:
                 if mean_rate <= 0:
@@ -182,9 +189,11 @@ class Radio:
                                    f"movement: its rate on every subchannel is below the radio.outage threshold)")
         return cm.transfer_over_steps(rates, step_s, start_s, bits)
 
-    def record(self, client: int, band: str, result: cm.TransferResult, until_s: float | None = None) -> list:
+    def record(self, client: int, band: str, result: cm.TransferResult, until_s: float | None = None, *,
+               start_s: float | None = None, bits: float | None = None) -> list:
         """Record the rates a transfer used (up to ``until_s`` when interrupted); returns its stalls
-        [(start_s, end_s)]: the stretches in which every one of its subchannels was in outage."""
+        [(start_s, end_s)]: the stretches in which every one of its subchannels was in outage. ``start_s`` and
+        ``bits`` (the transfer's start and payload) let the summary log a transfer whose segments were not kept."""
         starts, ends, rates = result.starts_s, result.ends_s, result.rates_bps
         dead = result.outage_subchannels
         if until_s is not None and starts.size:
@@ -199,9 +208,23 @@ class Radio:
                 self.channel_rows.append((device, band, starts, ends, rates, dead))
             else:
                 self.channel_rows.append((device, band, starts, ends, rates))
+        if self.record_summary:
+            self._summarise(device, band, result, starts, ends, rates, until_s, start_s, bits)
         if self.outage is None or not starts.size:
             return []
         return _stretches(starts, ends, rates <= 0)
+
+    def _summarise(self, device, band, result, starts, ends, rates, until_s, start_s, bits) -> None:
+        if starts.size:
+            first, last = float(starts[0]), float(ends[-1])
+            if until_s is not None or bits is None:  # cut short: the bits its segments carried up to then
+                bits = float(np.dot(ends - starts, rates))
+        elif until_s is None and start_s is not None and bits is not None:  # segments not kept (static world)
+            first, last = float(start_s), float(result.end_s)
+        else:
+            return  # interrupted before its first segment: nothing was sent
+        stall = float((ends - starts)[rates <= 0].sum()) if self.outage is not None else None
+        self.summary_rows.append(summary_row(device, band, first, last, bits, stall))
 
     def release(self, client: int, band: str, time_s: float) -> None:
         """After an interruption at ``time_s``: the client's fading state on ``band`` (s, f or dl) goes back to
@@ -216,7 +239,7 @@ class Radio:
     def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
         """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived (recorded)."""
         res = self.send(client, band, start_s, bits)
-        self.record(client, band, res)
+        self.record(client, band, res, start_s=start_s, bits=bits)
         return res.end_s
 
     # -- downlink --------------------------------------------------------------------------------------

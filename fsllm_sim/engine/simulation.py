@@ -22,6 +22,7 @@ from .processes import Protocol
 from .radio import Radio
 from .rounds import fastest_round_s, is_static_world, make_rule
 from .server import make_server
+from .channel_log import CHANNEL_LOGS, summary_from_blocks
 from .trace import Trace, channel_rows
 from .world import World, build_world
 
@@ -47,6 +48,8 @@ class SimulationResult:
     stopped: str | None = None  # why the run ended before its rounds, if it did
     dynamic: bool = False  # the simulated scenario changes (its world may be shared with a static one)
     fading_blocks: int = 0  # block-subchannel fading coefficients drawn (uplink and downlink): the fading's cost
+    summary_rows: list = field(default_factory=list)  # channel_log summary: one row per uplink transfer
+    channel_log: str = "full"
 
     @property
     def real(self) -> bool:
@@ -57,7 +60,14 @@ class SimulationResult:
         return self.rounds[-1].end_s if self.rounds else 0.0
 
     def channel_rows(self) -> list[tuple]:
+        """Every recorded segment as ``(client, band, start_s, end_s, rate_bps[, outage_subchannels])``."""
+        if self.channel_log != "full":
+            raise ConfigError("the per-block channel log was not kept: simulate with simulation.channel_log: full")
         return channel_rows(self.radio_rows)
+
+    def channel_summary(self) -> list[tuple]:
+        """One row per recorded uplink transfer (channel_log.SUMMARY_COLUMNS, + stall_s with an outage rule)."""
+        return self.summary_rows if self.channel_log == "summary" else summary_from_blocks(self.radio_rows)
 
     def round_rows(self) -> list[dict]:
         """One row per round (and per discarded attempt, participants 0), in simulated-time order."""
@@ -157,7 +167,7 @@ def _discipline(protocol: str, discipline: str) -> str:
 
 def simulate(scenario, *, allocation: str | None = None, training: str | None = None, rounds: int | None = None,
              policy: str | None = None, timing: str | None = None, profile_source: str = "counted",
-             record_channel: bool | None = None, progress: bool = False, echo=print, world: World | None = None,
+             record_channel: bool | None = None, channel_log: str | None = None, progress: bool = False, echo=print, world: World | None = None,
              on_round_end=None) -> SimulationResult:
     """Simulate ``rounds`` global rounds of the scenario end to end (None: the scenario's ``simulation`` choice).
 
@@ -169,6 +179,9 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     timing = timing or sim_cfg.timing
     rounds = sim_cfg.rounds if rounds is None else rounds
     record = sim_cfg.record_channel if record_channel is None else record_channel
+    channel_log = channel_log or sim_cfg.channel_log
+    if channel_log not in CHANNEL_LOGS:
+        raise ConfigError(f"simulation.channel_log={channel_log!r} is not one of {', '.join(CHANNEL_LOGS)}")
     if training not in TRAINING_MODES:
         raise ConfigError(f"--training {training!r} is not one of {', '.join(TRAINING_MODES)}")
     if timing not in TIMING_MODES:
@@ -200,10 +213,11 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     if dynamic:
         timeline, availability, outage = _changing_world(scenario, world, problem)
     radio = Radio(world.env, root_seed=scenario.seed, downlink_rate_bps=problem.downlink_rate_bps,
-                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record, client_ids=problem.client_ids,
+                  broadcast_rate_bps=problem.broadcast_rate_bps, record=record, channel_log=channel_log,
+                  client_ids=problem.client_ids,
                   timeline=timeline, outage=outage, downlink_fading=scenario.channel.downlink.fading == "fading",
                   downlink_num_served=1 if kind == "sl" else world.env.num_clients,
-                  carrier_hz=scenario.channel.path_loss.carrier_ghz * 1e9)
+                  carrier_hz=scenario.channel.path_loss.carrier_ghz * 1e9, interruptible=dynamic)
     trace = Trace()
 
     if not pol.needs_gains:
@@ -286,7 +300,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                             rounds=protocol.records, initial_val_loss=backend.initial_val_loss,
                             target_val_loss=target, events=events, wall_s=wall, op_wall_s=backend.op_wall_s,
                             notes=notes, discarded=protocol.discarded, positions=positions,
-                            stopped=protocol.stopped, dynamic=dynamic, fading_blocks=radio.fading_blocks_drawn)
+                            stopped=protocol.stopped, dynamic=dynamic, fading_blocks=radio.fading_blocks_drawn,
+                            summary_rows=radio.summary_rows, channel_log=channel_log)
 
 
 def _changing_world(scenario, world: World, problem):

@@ -2,8 +2,8 @@
 
 Everything that can fail on bad input (scenario, allocation file or method, model, profile) fails
 before the run directory exists. The directory then holds, besides the resolved configuration, seeds
-and versions: ``trace.csv`` (one row per phase), ``channel.csv`` (the piecewise-constant rate of every
-transfer), ``rounds.csv``, ``allocations.json`` (the allocation in force each round), ``clients.csv``,
+and versions: ``trace.csv`` (one row per phase), ``channel.csv`` (one row per uplink transfer; with
+``simulation.channel_log: full`` also ``channel_blocks.parquet``, every segment's rate), ``rounds.csv``, ``allocations.json`` (the allocation in force each round), ``clients.csv``,
 ``results.json``, ``timing.json`` (host wall-clock times, kept apart so results compare byte for byte)
 and the figures: a Gantt chart of the first round, the closed-form delay breakdown, the cell layout
 and, with real training, validation loss against simulated time.
@@ -19,7 +19,8 @@ from plots import plot_delay_breakdown, plot_layout, plot_loss_vs_time, plot_par
 
 from ..engine import SimulationResult, build_world, simulate
 from ..engine.world import print_warnings
-from ..engine.trace import CHANNEL_COLUMNS, OUTAGE_COLUMN, POSITION_COLUMNS, ROUND_COLUMNS, TRACE_COLUMNS, csv_text
+from ..engine.channel_log import BLOCK_FILE, SUMMARY_COLUMNS, summary_columns, write_blocks_parquet
+from ..engine.trace import POSITION_COLUMNS, ROUND_COLUMNS, TRACE_COLUMNS, csv_text
 from ..report import format_table
 from ..rundir import (atomic_write_csv, atomic_write_json, atomic_write_text, check_output_dir, create_run_dir,
                       mark_complete)
@@ -90,10 +91,12 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     scenario = result.world.scenario
     real = result.real
     atomic_write_text(run_dir / "trace.csv", csv_text(TRACE_COLUMNS, result.trace.rows))
-    if result.radio_rows:
-        outage = any(len(r) == 6 for r in result.radio_rows)
-        atomic_write_text(run_dir / "channel.csv", csv_text(CHANNEL_COLUMNS + ((OUTAGE_COLUMN,) if outage else ()),
-                                                            result.channel_rows()))
+    transfers = result.channel_summary()
+    if transfers:
+        outage = len(transfers[0]) == len(SUMMARY_COLUMNS) + 1
+        atomic_write_text(run_dir / "channel.csv", csv_text(summary_columns(outage), transfers))
+    if result.channel_log == "full" and result.radio_rows:
+        write_blocks_parquet(run_dir / BLOCK_FILE, result.radio_rows)
     if result.positions:
         atomic_write_text(run_dir / "positions.csv", csv_text(POSITION_COLUMNS, result.positions))
     rounds = result.round_rows()

@@ -8,25 +8,36 @@ import pytest
 
 from fsllm_sim.cli import main
 from fsllm_sim.engine import simulate
+from fsllm_sim.engine.channel_log import read_blocks
 
 from engine_helpers import BASE, make_scenario
 
 
-def test_every_transfer_delivers_exactly_its_bits_per_channel_csv(tmp_path):
+def test_every_transfer_delivers_exactly_its_bits_per_the_channel_log(tmp_path):
     import yaml
 
     f = tmp_path / "s.yaml"
     channel = dict(BASE["channel"], fading={"block_s": 0.001})  # tiny payloads: short blocks so transfers span many
-    f.write_text(yaml.safe_dump(dict(BASE, channel=channel, simulation={"rounds": 2, "training": "analytic"})))
+    f.write_text(yaml.safe_dump(dict(BASE, channel=channel, simulation={"rounds": 2, "training": "analytic",
+                                                                        "channel_log": "full"})))
     assert main(["run", str(f), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--profile", "analytic"]) == 0
     run = next((tmp_path / "runs").iterdir())
     trace = list(csv.DictReader((run / "trace.csv").open()))
     segments = defaultdict(list)
-    for row in csv.DictReader((run / "channel.csv").open()):
-        segments[int(row["client"]), row["band"]].append((float(row["start_s"]), float(row["end_s"]),
-                                                          float(row["rate_bps"])))
+    for client, band, start, end, rate in read_blocks(run / "channel_blocks.parquet"):
+        segments[client, band].append((start, end, rate))
     transfers = [r for r in trace if r["phase"] in ("uplink", "adapter_upload")]
     assert len(transfers) == 3 * 2 * (2 + 1)
+    # the summary: one row per transfer, the trace's start, end and bits
+    summary = list(csv.DictReader((run / "channel.csv").open()))
+    assert len(summary) == len(transfers)
+    by_start = {(int(r["client"]), r["band"], float(r["start_s"])): r for r in summary}
+    for r in transfers:
+        row = by_start[int(r["client"]), "s" if r["phase"] == "uplink" else "f", float(r["start_s"])]
+        assert float(row["end_s"]) == float(r["end_s"])
+        assert float(row["bits"]) == pytest.approx(float(r["bits"]), rel=1e-9)
+        assert float(row["mean_rate_bps"]) == pytest.approx(
+            float(r["bits"]) / (float(r["end_s"]) - float(r["start_s"])), rel=1e-9)
     multi_block = 0
     for r in transfers:
         band = "s" if r["phase"] == "uplink" else "f"
@@ -42,17 +53,20 @@ def test_every_transfer_delivers_exactly_its_bits_per_channel_csv(tmp_path):
 
 
 def test_a_transfer_costs_one_event_however_many_blocks_it_spans():
-    coarse = simulate(make_scenario(channel={"fading": {"block_s": 0.5}}), profile_source="analytic")
-    fine = simulate(make_scenario(channel={"fading": {"block_s": 0.00001}}), profile_source="analytic")
+    coarse = simulate(make_scenario(channel={"fading": {"block_s": 0.5}}), profile_source="analytic",
+                      channel_log="full")
+    fine = simulate(make_scenario(channel={"fading": {"block_s": 0.00001}}), profile_source="analytic",
+                    channel_log="full")
     assert sum(len(r[2]) for r in fine.radio_rows) > 100 * sum(len(r[2]) for r in coarse.radio_rows)
     assert fine.events == coarse.events
 
 
 def test_the_channel_a_client_sees_does_not_depend_on_the_others_allocation():
     """Each client draws its fading from its own stream: its first uplink is the same whatever others do."""
-    a = simulate(make_scenario(server={"discipline": "dedicated"}), profile_source="analytic", rounds=1)
+    a = simulate(make_scenario(server={"discipline": "dedicated"}), profile_source="analytic", rounds=1,
+                 channel_log="full")
     b = simulate(make_scenario(server={"discipline": "dedicated"}, devices={"speed": {"sigma": 1.5}}),
-                 profile_source="analytic", rounds=1)
+                 profile_source="analytic", rounds=1, channel_log="full")
     first = {}
     for res, key in ((a, "a"), (b, "b")):
         for client, band, starts, ends, rates in res.radio_rows:

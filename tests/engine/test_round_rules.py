@@ -94,9 +94,10 @@ def test_over_selection_keeps_the_first_k_by_finish_time_and_cancels_the_rest():
 def test_an_aborted_transfer_records_the_integral_of_its_rates_up_to_the_abort():
     """Rule: the bits of an abort mark (and of the cut phase row) equal the integral of the rate the radio
     recorded for that transfer up to the abort instant, and are fewer than the payload."""
-    res = simulate(make_scenario(round={"policy": "over-selection", "clients_per_round": 2, "over_selection": 1.5},
-                                 devices={"speed": {"sigma": 1.0}}, simulation={"rounds": 3}),
-                   profile_source="analytic")
+    scenario = make_scenario(round={"policy": "over-selection", "clients_per_round": 2, "over_selection": 1.5},
+                             devices={"speed": {"sigma": 1.0}}, simulation={"rounds": 3})
+    res = simulate(scenario, profile_source="analytic", channel_log="full")
+    summary = {(r[0], r[1], r[2]): r for r in simulate(scenario, profile_source="analytic").channel_summary()}
     channel = res.channel_rows()
     aborts = [r for r in res.trace.rows if r[3] == "abort"]
     assert aborts
@@ -107,6 +108,8 @@ def test_an_aborted_transfer_records_the_integral_of_its_rates_up_to_the_abort()
         integral = sum(rate * (end - start) for cl, b, start, end, rate in channel
                        if cl == c and b == band and start >= cut[4] and end <= at)
         assert integral == pytest.approx(bits, rel=1e-9) and cut[6] == bits
+        row = summary[c, band, cut[4]]  # the summary log: the transfer ends at the abort with the bits sent
+        assert row[3] == at and row[4] == pytest.approx(bits, rel=1e-9)
         full = res.rounds[0].allocation and next(r[6] for r in res.trace.rows if r[3] == cut[3] and r[2] != c)
         assert bits < full
 
@@ -115,8 +118,12 @@ def test_a_stalled_block_makes_no_progress_and_the_stall_is_marked():
     """Rule: with an outage threshold above some blocks' rate, the blocks in which every subchannel of a
     transfer is in outage carry rate 0 in channel.csv, lie inside a ``stall`` row of the trace, and the
     transfer still delivers exactly its bits over its other blocks."""
-    res = simulate(make_scenario(radio={"outage_rate_bps": 3.7e6}, channel={"fading": {"block_s": 0.001}},
-                                 simulation={"rounds": 2}), profile_source="analytic")
+    scenario = make_scenario(radio={"outage_rate_bps": 3.7e6}, channel={"fading": {"block_s": 0.001}},
+                             simulation={"rounds": 2})
+    res = simulate(scenario, profile_source="analytic", channel_log="full")
+    summary = simulate(scenario, profile_source="analytic").channel_summary()
+    stall_rows = [r for r in res.trace.rows if r[3] == "stall"]
+    assert sum(r[-1] for r in summary) == pytest.approx(sum(r[5] - r[4] for r in stall_rows), rel=1e-9)
     channel = res.channel_rows()
     assert all(len(r) == 6 for r in channel)
     cl = np.array([r[0] for r in channel])

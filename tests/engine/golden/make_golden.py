@@ -35,7 +35,7 @@ def outputs(name: str, corpus: str) -> dict[str, str]:
     case = dict(CASES[name])
     if case.get("simulation", {}).get("training") == "real":
         case["data"] = {"source": corpus, "partition": "iid"}
-    res = simulate(make_scenario(**case), profile_source="analytic")
+    res = simulate(make_scenario(**case), profile_source="analytic", channel_log="full")
     columns = ROUND_COLUMNS + (("train_loss", "val_loss") if res.real else ())
     rounds = [[r[c] for c in columns] for r in res.round_rows()]
     return {"trace": csv_text(TRACE_COLUMNS, res.trace.rows),
