@@ -47,8 +47,9 @@ class Radio:
     """Uplink and downlink transfers of one run; records the piecewise-constant rates the uplink used."""
 
     def __init__(self, env, *, root_seed: int, downlink_rate_bps, broadcast_rate_bps: float, record: bool = True,
-                 channel_log: str = "full", client_ids=None, timeline=None, outage: cm.Outage | None = None, downlink_fading: bool = False,
-                 downlink_num_served: int | None = None, carrier_hz: float = 3.5e9, interruptible: bool = False):
+                 channel_log: str = "full", client_ids=None, timeline=None, outage: cm.Outage | None = None,
+                 downlink_fading: bool = False, downlink_num_served: int | None = None, carrier_hz: float = 3.5e9,
+                 interruptible: bool = False):
         self.env = env
         self.client_ids = np.arange(env.num_clients) if client_ids is None else np.asarray(client_ids, dtype=int)
         if channel_log not in CHANNEL_LOGS:
@@ -76,10 +77,6 @@ class Radio:
         self._links: dict = {}
         self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
         self._downlink_rate_of_gain: dict = {}  # num_served -> rate(gain) of a moving client on a static downlink
-
-    @property
-    def recording(self) -> bool:
-        return self.record_rows or self.record_summary
 
     def use(self, alloc: Allocation) -> None:
         """Hold the allocation's subchannels and powers fixed until the next call (one per round)."""

@@ -18,11 +18,11 @@ from ..errors import ConfigError
 from ..seeding import stream
 from .allocation import make_policy
 from .backends import AnalyticBackend, TorchBackend
+from .channel_log import CHANNEL_LOGS, summary_from_blocks
 from .processes import Protocol
 from .radio import Radio
 from .rounds import fastest_round_s, is_static_world, make_rule
 from .server import make_server
-from .channel_log import CHANNEL_LOGS, summary_from_blocks
 from .trace import Trace, channel_rows
 from .world import World, build_world
 
