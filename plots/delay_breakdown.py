@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures go to files, never to a window
 import numpy as np  # noqa: E402
 
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
 from .io import save_figure, save_figure_formats  # noqa: E402
 from .style import ADAPTER_DOWNLOAD_COLOUR, OKABE_ITO, SINGLE_COLUMN_IN, axis_label, new_figure, styled  # noqa: E402
 
@@ -26,6 +28,7 @@ PART_COLOURS = {
     "adapter upload": OKABE_ITO["reddish purple"],
     "adapter download": ADAPTER_DOWNLOAD_COLOUR,  # split learning's hand-off, as in the Gantt chart
 }
+WIDE_CLIENTS = 48  # clients drawn at full bar width; more share that width (a page holds no wider chart)
 PHASES = tuple((label, PART_COLOURS[label]) for label in (
     "client compute", "uplink (activations)", "server compute", "downlink (gradients)", "adapter upload"))
 
@@ -74,13 +77,17 @@ def _checked_parts(parts: dict) -> dict[str, np.ndarray]:
 def _draw(parts: dict, *, round_s=None, reference_s=None, reference_label: str = "", title: str = ""):
     arrays = _checked_parts(parts)
     k = np.arange(next(iter(arrays.values())).size)
-    fig, axes = new_figure(width_in=max(SINGLE_COLUMN_IN, 0.25 * k.size + 1.5))
+    fig, axes = new_figure(width_in=max(SINGLE_COLUMN_IN, 0.25 * min(k.size, WIDE_CLIENTS) + 1.5))
     ax = axes[0, 0]
     bottom = np.zeros(k.size)
     spare = iter(c for c in OKABE_ITO.values() if c not in PART_COLOURS.values())
     for label, values in arrays.items():
         colour = PART_COLOURS.get(label) or next(spare)
-        ax.bar(k, values, bottom=bottom, color=colour, label=label, width=0.7, linewidth=0)
+        if k.size <= WIDE_CLIENTS:
+            ax.bar(k, values, bottom=bottom, color=colour, label=label, width=0.7, linewidth=0)
+        else:  # one stacked step patch per part: thousands of clients, one artist each, bars edge to edge
+            ax.stairs(bottom + values, np.arange(k.size + 1) - 0.5, baseline=bottom.copy(), fill=True, color=colour,
+                      label=label, linewidth=0)
         bottom += values
     if round_s is not None:
         ax.axhline(round_s, color="black", linestyle="--", linewidth=0.8, label=f"round time {round_s:.3g} s")
@@ -89,7 +96,11 @@ def _draw(parts: dict, *, round_s=None, reference_s=None, reference_label: str =
                 markeredgewidth=1.4, color="black", label=reference_label)
     ax.set_xlabel("client k")
     ax.set_ylabel(axis_label("time per global round", "s"))
-    ax.set_xticks(k)
+    if k.size <= WIDE_CLIENTS:
+        ax.set_xticks(k)
+    else:  # more clients share the width: integer ticks only where they fit
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))
+        ax.set_xlim(-0.5, k.size - 0.5)
     ax.grid(False, axis="x")
     if title:
         ax.set_title(title)

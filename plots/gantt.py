@@ -15,6 +15,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files, never to a window
+import numpy as np  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -58,6 +60,8 @@ PHASE_CATEGORY = {
 
 FS_CLIENT = -1  # the federated server's client id in the trace
 BAR_HEIGHT = 0.7  # of one row (rows are 1 apart)
+TALL_ROWS = 48  # rows drawn at full height; more rows share that height (a page holds no taller chart)
+LABELLED_ROWS = 64  # above this, only some rows are labelled (every label would overlap)
 
 
 def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: str = "") -> dict:
@@ -75,7 +79,7 @@ def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: s
 
 def gantt_figure(trace_rows, round_index: int, stem: str | Path, *, title: str = ""):
     """The same chart in both formats (``stem.png``, ``stem.pdf``); returns the (closed) Figure, whose
-    ``broken_barh`` collections hold the bars (round-relative seconds, one row per client, the FS last)."""
+    collections (one per category) hold the bars (round-relative seconds, one row per client, the FS last)."""
     fig, _ = _draw(trace_rows, round_index, title)
     save_figure_formats(fig, stem)
     return fig
@@ -124,21 +128,25 @@ def _draw(trace_rows, round_index: int, title: str):
             continue
         bars.setdefault(category, []).append((client, start_s - round_start_s, end_s - start_s))
 
-    fig, axes = new_figure(width_in=SINGLE_COLUMN_IN, height_in=1.3 + 0.2 * len(row_ids))
+    fig, axes = new_figure(width_in=SINGLE_COLUMN_IN, height_in=1.3 + 0.2 * min(len(row_ids), TALL_ROWS))
     ax = axes[0, 0]
     for category, colour in [(IDLE, IDLE_COLOUR), *CATEGORY_COLOURS.items()]:
-        for client in row_ids:
-            spans = [(start, dur) for c, start, dur in bars.get(category, []) if c == client]
-            if spans:
-                ax.broken_barh(spans, (y_of[client] - BAR_HEIGHT / 2, BAR_HEIGHT), facecolors=colour,
-                               linewidth=0, zorder=1 if category == IDLE else (3 if category == "stall" else 2),
-                               label=category)
+        spans = bars.get(category)
+        if spans:  # one collection per category: thousands of clients cost one artist, not thousands
+            half = BAR_HEIGHT / 2
+            verts = [[(x, y_of[c] - half), (x, y_of[c] + half), (x + d, y_of[c] + half), (x + d, y_of[c] - half)]
+                     for c, x, d in spans]
+            ax.add_collection(PolyCollection(verts, facecolors=colour, linewidths=0, label=category,
+                                             zorder=1 if category == IDLE else (3 if category == "stall" else 2)),
+                              autolim=False)
     for mark, points in marks.items():
         marker, colour = MARK_STYLES[mark]
         ax.scatter([t for _, t in points], [y_of[c] for c, _ in points], marker=marker, color=colour, s=36,
                    zorder=4, label=mark)
-    ax.set_yticks(range(len(row_ids)))
-    ax.set_yticklabels([str(c) if c != FS_CLIENT else "FS" for c in row_ids])
+    step = 1 if len(row_ids) <= LABELLED_ROWS else int(np.ceil(len(row_ids) / LABELLED_ROWS))
+    shown = sorted(set(range(0, len(row_ids), step)) | {len(row_ids) - 1})  # the FS row always
+    ax.set_yticks(shown)
+    ax.set_yticklabels([str(row_ids[i]) if row_ids[i] != FS_CLIENT else "FS" for i in shown])
     ax.set_ylim(len(row_ids) - 0.5, -0.5)  # inverted: client 0 at the top
     ax.set_xlim(0.0, round_len_s if round_len_s > 0 else 1.0)
     ax.set_xlabel(axis_label(f"simulated time in round {round_index}", "s"))

@@ -12,6 +12,9 @@ import numpy as np  # noqa: E402
 from .io import save_figure  # noqa: E402
 
 
+LABELLED_CLIENTS = 64
+
+
 def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, title: str = "",
                 trajectories: dict | None = None) -> Path:
     """Clients as dots coloured by mean SNR (dB) at t = 0; LOS clients ringed; the BS at the origin.
@@ -25,8 +28,9 @@ def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, tit
     los = np.asarray(los, dtype=bool)
     ax.scatter(pos[los, 0], pos[los, 1], facecolors="none", edgecolors="red", s=110, label="LOS", zorder=4)
     ax.scatter([0], [0], marker="^", s=120, color="black", label="base station", zorder=5)
-    for k, (x, y) in enumerate(pos):
-        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    if len(pos) <= LABELLED_CLIENTS:  # more labels than that only overlap
+        for k, (x, y) in enumerate(pos):
+            ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     fig.colorbar(sc, ax=ax, label="mean SNR per subchannel (dB)")
     ax.set_aspect("equal")
     ax.set_xlim(-1.05 * radius_m, 1.05 * radius_m)
@@ -34,6 +38,7 @@ def plot_layout(positions_m, los, snr_db, radius_m: float, path: str | Path, tit
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title(title or "Cell layout")
-    ax.legend(fontsize=7, loc="best")
+    # "best" weighs every point against every place the legend could go: slow for thousands of clients
+    ax.legend(fontsize=7, loc="best" if len(pos) <= LABELLED_CLIENTS else "upper right")
     fig.tight_layout()
     return save_figure(fig, path)

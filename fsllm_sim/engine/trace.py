@@ -41,19 +41,13 @@ class Trace:
         return [dict(zip(TRACE_COLUMNS, r)) for r in self.rows]
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def csv_text(columns, rows) -> str:
-    """CSV with a header; floats as ``repr`` (exact round trip, deterministic)."""
+    """CSV with a header; floats as their shortest round-trip text (``str`` of a float is its ``repr``: exact and
+    deterministic), written by the csv module in one call (a run's trace has hundreds of thousands of rows)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(v) for v in row])
+    writer.writerows(rows)
     return buf.getvalue()
 
 

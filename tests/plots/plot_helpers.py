@@ -2,7 +2,7 @@
 
 The ``*_figure`` functions return their matplotlib Figure; :func:`plot_and_capture` runs the plot job with each
 of them wrapped, so a test gets every Figure the job drew (by file stem) and reads the plotted data back from
-its artists (Line2D data, bar geometry, fill_between outlines, broken_barh rectangles).
+its artists (Line2D data, bar geometry, fill_between outlines, the Gantt chart's rectangles).
 """
 from __future__ import annotations
 
@@ -84,14 +84,14 @@ def band_extents(collection) -> dict[float, tuple[float, float]]:
 
 
 def bands(ax) -> list:
-    """The fill_between collections of an axes (broken_barh and scatter collections left out)."""
+    """The fill_between collections of an axes (the Gantt and scatter collections left out)."""
     from matplotlib.collections import FillBetweenPolyCollection
 
     return [c for c in ax.collections if isinstance(c, FillBetweenPolyCollection)]
 
 
 def gantt_bars(ax) -> dict[str, list[tuple[int, float, float]]]:
-    """{category: sorted [(client, start_s, duration_s)]} from the chart's broken_barh rectangles; rows are
+    """{category: sorted [(client, start_s, duration_s)]} from the chart's rectangle collections; rows are
     mapped to clients through the y tick labels (``FS`` = -1)."""
     names = [t.get_text() for t in ax.get_yticklabels()]
     clients = [-1 if n == "FS" else int(n) for n in names]

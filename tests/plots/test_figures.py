@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from plots import plot_loss_vs_time, plot_round_gantt, save_figure  # noqa: E402
@@ -212,3 +213,33 @@ def test_save_figure_replaces_previous_file(tmp_path):
     save_figure(_small_figure(), path)
     assert path.read_bytes().startswith(PNG_MAGIC)
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
+
+
+def test_a_thousand_clients_give_page_sized_figures_with_every_bar(tmp_path):
+    """At K = 1000 the Gantt chart and the delay breakdown keep a page's size (rows and bars share it), the
+    chart holds one collection per category with every client's bars, and the PNGs stay small."""
+    from plots.delay_breakdown import breakdown_figure
+    from plots.gantt import gantt_figure
+
+    k = 1000
+    rows = []
+    for c in range(k):
+        rows.append(_row(1, 0, c, "forward", 0.0, 0.01 * (1 + c % 7)))
+        rows.append(_row(1, 0, c, "uplink", 0.01 * (1 + c % 7), 0.1 + 0.001 * c, bits=8e6))
+    rows.append(_row(1, -1, -1, "aggregation", 1.1, 1.2, flops=1e6))
+    fig = gantt_figure(rows, 1, tmp_path / "gantt")
+    width_in, height_in = fig.get_size_inches()
+    assert height_in <= 1.3 + 0.2 * 48 + 1e-9
+    ax = fig.axes[0]
+    per_category = [c for c in ax.collections if c.get_label() in ("idle", "compute", "uplink",
+                                                                   "aggregation")]
+    assert len(per_category) == 4
+    assert sum(len(c.get_paths()) for c in per_category) == k + 2 * k + 1  # idle rows, the bars, the FS
+    assert len(ax.get_yticklabels()) <= 66 and ax.get_yticklabels()[-1].get_text() == "FS"
+    assert (tmp_path / "gantt.png").stat().st_size < 2_000_000
+    fig = breakdown_figure({"client compute": [0.1] * k, "uplink (activations)": [0.2] * k}, tmp_path / "bd")
+    assert fig.get_size_inches()[0] <= 0.25 * 48 + 1.5 + 1e-9
+    steps = {p.get_label(): p.get_data() for p in fig.axes[0].patches if hasattr(p, "get_data")}
+    assert set(steps) == {"client compute", "uplink (activations)"}
+    assert np.allclose(steps["uplink (activations)"].values, 0.3) and np.allclose(steps["uplink (activations)"].baseline, 0.1)
+    assert len(steps["client compute"].edges) == k + 1
