@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
     # No argparse `choices` here: with nargs="*" it rejects the list default; run_benchmarks checks names.
     bench.add_argument("which", nargs="*", default=["all"], metavar="NAME",
-                       help="all (default), fading, solvers, training, engine, sweep, playground")
+                       help="all (default), fading, solvers, training, engine, sweep, playground, channel_log")
     bench.set_defaults(func=_cmd_bench)
     return p
 
