@@ -428,7 +428,8 @@ def _run_attempt(p: Protocol, t: int, attempt: int):
     available = [k for k in range(p.num_clients) if p.available[k]]
     record = _begin_round(p, t, available if p.dynamic else None)
     record.attempt = attempt
-    members = [k for k in range(p.num_clients) if p.client_ids[k] in set(record.selected)]
+    selected = set(record.selected)  # once: a set per client made this O(K^2) a round
+    members = [k for k in range(p.num_clients) if p.client_ids[k] in selected]
     p.pending, p.finished, p.closed = set(members), [], env.event()
     p.quota = rule.quota(len(members)) if rule is not None else None
     for k in members:

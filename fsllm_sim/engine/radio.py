@@ -95,8 +95,12 @@ class Radio:
                     self._links[band, client] = (subs, power[client, subs], bw[subs], float(rate))
                 continue
             mean_rates = cm.client_rates_bps(assign, power, gains, bw, self.env.noise_psd_w_per_hz, k)
+            # each client's subchannels in increasing order, by one stable sort (not K scans of M subchannels)
+            assign = np.asarray(assign)
+            order = np.argsort(assign, kind="stable")
+            edges = np.searchsorted(assign[order], np.arange(k + 1))
             for client in range(k):
-                subs = np.flatnonzero(assign == client)
+                subs = order[edges[client]:edges[client + 1]]
                 self._links[band, client] = (subs, power[subs], bw[subs], float(mean_rates[client]))
 
     # -- the large-scale gain of a changing world ------------------------------------------------------

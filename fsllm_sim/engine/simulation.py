@@ -7,11 +7,13 @@ returns a :class:`SimulationResult` with the trace, the rates the radio used and
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
 import simpy
 
 from ..errors import ConfigError
@@ -257,6 +259,13 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                         dynamic=dynamic, selection=scenario.round.selection, selection_rng=stream(scenario.seed,
                                                                                                   "selection"))
     setup_before_s = backend.setup_wall_s
+    # Everything alive now (imported libraries, the world, the model) lives through the loop: frozen, the cyclic
+    # collector's full passes skip it and scan only what the loop creates (a third of the event loop at
+    # K = 10,000 went to those passes), and young collections come every 50,000 allocations rather than 700 (the
+    # loop allocates a few objects per event, nearly all freed by reference counting). Both undone after the loop.
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 100)
     wall_start = time.perf_counter()
     coordinator = protocol.start_processes()
     events = 0
@@ -270,6 +279,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     except simpy.core.EmptySchedule:
         pass
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         if bar is not None:
             bar.close()
     # an online policy prepares the real model inside the loop (at its first decision): not engine overhead
