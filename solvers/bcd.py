@@ -478,24 +478,5 @@ def solve_bcd(problem: Problem, split: Optional[int] = None, rank: Optional[int]
     if problem.rate_model == "ergodic":
         sol.notes.append("rates: ergodic; allocations planned on mean-gain rates, candidates chosen and scored "
                          "on ergodic rates")
-        sol = _not_worse_than_its_start(problem, sol, split, rank)
     return sol
 
-
-def _not_worse_than_its_start(problem: Problem, sol: Solution, split, rank) -> Solution:
-    """Under ergodic rates a pair the mean-gain search pruned or refined away can score better than bcd's choice:
-    bcd then answers with the cheaper method it starts from (max-power: its greedy at full power, every pair
-    scored ergodically) when that scores lower, so it never returns worse than that method."""
-    from .baselines import solve_max_power  # baselines builds on this module
-
-    start = solve_max_power(problem, split=split, rank=rank)
-    if not start.objective_s < sol.objective_s * (1 - 1e-12):
-        return sol
-    better = evaluate(problem, start.split, start.rank, start.assign_s, start.power_s_w, start.assign_f,
-                      start.power_f_w, method="bcd")
-    better.status = "feasible"
-    better.lower_bound_s = sol.lower_bound_s
-    better.notes = sol.notes + [f"the greedy at full power (max-power) scored {start.objective_s:.6g} s at "
-                                f"(split {start.split}, rank {start.rank}) under ergodic rates, below the search's "
-                                f"{sol.objective_s:.6g} s at ({sol.split}, {sol.rank}): taken instead"]
-    return better
