@@ -183,7 +183,8 @@ def main(argv=None) -> int:
                   f"{'on' if fading == 'auto' else 'off'}: {r['events']} events, event loop "
                   f"{r['wall_s_event_loop']:.1f} s (total {r['wall_s_total']:.1f} s, target < 30 s); "
                   f"{r['engine_events_per_s']:.0f} events/s vs bare SimPy {r['bare_simpy_events_per_s']:.0f} events/s: "
-                  f"{r['slowdown_vs_bare']:.2f}x slower (target {'<= 3x' if fading == 'auto' else '<= 1.5x'})", flush=True)
+                  f"{r['slowdown_vs_bare']:.2f}x slower (target {'<= 3x' if fading == 'auto' else '<= 1.5x'})",
+                  flush=True)
     if "dynamic" in which:
         r = dynamic_benchmark()
         print(f"dynamic: K={r['clients']}, {r['rounds']} rounds, analytic: mobility + Markov availability + deadline "

@@ -169,8 +169,8 @@ def _discipline(protocol: str, discipline: str) -> str:
 
 def simulate(scenario, *, allocation: str | None = None, training: str | None = None, rounds: int | None = None,
              policy: str | None = None, timing: str | None = None, profile_source: str = "counted",
-             record_channel: bool | None = None, channel_log: str | None = None, progress: bool = False, echo=print, world: World | None = None,
-             on_round_end=None) -> SimulationResult:
+             record_channel: bool | None = None, channel_log: str | None = None, progress: bool = False, echo=print,
+             world: World | None = None, on_round_end=None) -> SimulationResult:
     """Simulate ``rounds`` global rounds of the scenario end to end (None: the scenario's ``simulation`` choice).
 
     ``allocation``: equal-share, a solver method name or a solution.json path; ``policy``: static or online;
@@ -259,6 +259,9 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                         dynamic=dynamic, selection=scenario.round.selection, selection_rng=stream(scenario.seed,
                                                                                                   "selection"))
     setup_before_s = backend.setup_wall_s
+    wall_start = time.perf_counter()
+    coordinator = protocol.start_processes()
+    events = 0
     # Everything alive now (imported libraries, the world, the model) lives through the loop: frozen, the cyclic
     # collector's full passes skip it and scan only what the loop creates (a third of the event loop at
     # K = 10,000 went to those passes), and young collections come every 50,000 allocations rather than 700 (the
@@ -266,9 +269,6 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     gc.freeze()
     thresholds = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)
-    wall_start = time.perf_counter()
-    coordinator = protocol.start_processes()
-    events = 0
     try:
         # step by step rather than env.run(): the same loop, and it counts the events processed; a changing
         # world ends with the coordinator (availability timelines would run on for ever)

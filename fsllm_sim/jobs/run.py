@@ -3,7 +3,8 @@
 Everything that can fail on bad input (scenario, allocation file or method, model, profile) fails
 before the run directory exists. The directory then holds, besides the resolved configuration, seeds
 and versions: ``trace.csv`` (one row per phase), ``channel.csv`` (one row per uplink transfer; with
-``simulation.channel_log: full`` also ``channel_blocks.parquet``, every segment's rate), ``rounds.csv``, ``allocations.json`` (the allocation in force each round), ``clients.csv``,
+``simulation.channel_log: full`` also ``channel_blocks.parquet``, every segment's rate), ``rounds.csv``,
+``allocations.json`` (the allocation in force each round), ``clients.csv``,
 ``results.json``, ``timing.json`` (host wall-clock times, kept apart so results compare byte for byte)
 and the figures: a Gantt chart of the first round, the closed-form delay breakdown, the cell layout
 and, with real training, validation loss against simulated time.
