@@ -479,4 +479,3 @@ def solve_bcd(problem: Problem, split: Optional[int] = None, rank: Optional[int]
         sol.notes.append("rates: ergodic; allocations planned on mean-gain rates, candidates chosen and scored "
                          "on ergodic rates")
     return sol
-

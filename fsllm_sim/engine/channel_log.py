@@ -36,16 +36,22 @@ def summary_row(client: int, band: str, start_s: float, end_s: float, bits: floa
     return row if stall_s is None else row + (float(stall_s),)
 
 
+def segments_summary_row(client: int, band: str, starts_s, ends_s, rates_bps, *, bits: float | None = None,
+                         outage: bool = False) -> tuple:
+    """The summary row of a transfer from its recorded segments: ``bits`` when the payload is known (a transfer
+    that completed), else the integral of the rates (one cut short); the stall time with an outage rule."""
+    starts, ends, rates = (np.asarray(x, dtype=float) for x in (starts_s, ends_s, rates_bps))
+    durations = ends - starts
+    if bits is None:
+        bits = float(np.dot(durations, rates))
+    stall = float(durations[rates <= 0].sum()) if outage else None
+    return summary_row(client, band, starts[0], ends[-1], bits, stall)
+
+
 def summary_from_blocks(radio_rows) -> list[tuple]:
     """The summary rows of a run recorded in full (one per transfer, in recording order): the bits are the
     integral of the recorded rates."""
-    out = []
-    for r in radio_rows:
-        starts, ends, rates = (np.asarray(x, dtype=float) for x in r[2:5])
-        durations = ends - starts
-        stall = float(durations[rates <= 0].sum()) if len(r) == 6 else None
-        out.append(summary_row(r[0], r[1], starts[0], ends[-1], float(np.dot(durations, rates)), stall))
-    return out
+    return [segments_summary_row(r[0], r[1], r[2], r[3], r[4], outage=len(r) == 6) for r in radio_rows]
 
 
 def summary_columns(outage: bool) -> tuple:

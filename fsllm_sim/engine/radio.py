@@ -33,7 +33,7 @@ import channel_models as cm
 
 from ..seeding import seed_sequence
 from .allocation import Allocation
-from .channel_log import CHANNEL_LOGS, summary_row
+from .channel_log import CHANNEL_LOGS, segments_summary_row, summary_row
 
 BANDS = ("s", "f")
 
@@ -216,16 +216,13 @@ class Radio:
         return _stretches(starts, ends, rates <= 0)
 
     def _summarise(self, device, band, result, starts, ends, rates, until_s, start_s, bits) -> None:
-        if starts.size:
-            first, last = float(starts[0]), float(ends[-1])
-            if until_s is not None or bits is None:  # cut short: the bits its segments carried up to then
-                bits = float(np.dot(ends - starts, rates))
+        if starts.size:  # cut short (until_s): the bits its segments carried up to then
+            self.summary_rows.append(segments_summary_row(device, band, starts, ends, rates,
+                                                          bits=None if until_s is not None else bits,
+                                                          outage=self.outage is not None))
         elif until_s is None and start_s is not None and bits is not None:  # segments not kept (static world)
-            first, last = float(start_s), float(result.end_s)
-        else:
-            return  # interrupted before its first segment: nothing was sent
-        stall = float((ends - starts)[rates <= 0].sum()) if self.outage is not None else None
-        self.summary_rows.append(summary_row(device, band, first, last, bits, stall))
+            self.summary_rows.append(summary_row(device, band, start_s, result.end_s, bits))
+        # else: interrupted before its first segment, nothing was sent
 
     def release(self, client: int, band: str, time_s: float) -> None:
         """After an interruption at ``time_s``: the client's fading state on ``band`` (s, f or dl) goes back to
