@@ -1,0 +1,81 @@
+"""Time one large run the way ``fsllm-sim run`` does it (simulate, then write every output) and report where it
+went: the figures of docs/performance.md come from this script.
+
+    python scripts/large_run.py --clients 1000 --subchannels 1024 --rounds 20            # whole run
+    python scripts/large_run.py --clients 10000 --subchannels 10240 --rounds 20          # K = 10,000
+    python scripts/large_run.py --clients 10000 --subchannels 10240 --rounds 4 --fading none --no-write [--gc-off]
+    python scripts/large_run.py --clients 1000 --subchannels 1024 --rounds 20 --profile-write 30
+
+The scale scenario of ``fsllm_sim.benchmarks.engine`` (the default scenario, equal-share, analytic training).
+It uses only ``simulate`` and ``write_simulation``, so it also runs against an older checkout, for a before /
+after comparison on one machine:
+
+    git worktree add /tmp/old <commit> && (cd /tmp/old && PYTHONPATH=. python /path/to/scripts/large_run.py ...)
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--subchannels", type=int, default=1024, help="M = N")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--fading", choices=("auto", "none"), default="auto")
+    p.add_argument("--no-write", action="store_true", help="simulate only (the event loop's time)")
+    p.add_argument("--gc-off", action="store_true", help="disable Python's cyclic garbage collector for the run")
+    p.add_argument("--profile-write", type=int, metavar="N", default=0,
+                   help="profile write_simulation and print its N costliest calls (cumulative)")
+    args = p.parse_args(argv)
+
+    import fsllm_sim
+    from fsllm_sim.benchmarks.engine import _scenario
+    from fsllm_sim.engine import simulate
+    from fsllm_sim.jobs.run import write_simulation
+
+    base = _scenario()
+    m = args.subchannels
+    channel = dataclasses.replace(base.channel, s_band=dataclasses.replace(base.channel.s_band, subchannels=m),
+                                  f_band=dataclasses.replace(base.channel.f_band, subchannels=m),
+                                  fading=dataclasses.replace(base.channel.fading, model=args.fading))
+    scenario = dataclasses.replace(base, channel=channel, clients=dataclasses.replace(base.clients, count=args.clients),
+                                   simulation=dataclasses.replace(base.simulation, rounds=args.rounds,
+                                                                  training="analytic"))
+    print(f"code: {Path(fsllm_sim.__file__).parent}; K = {args.clients}, M = N = {m}, {args.rounds} rounds, "
+          f"fading {args.fading}", flush=True)
+    if args.gc_off:
+        import gc
+
+        gc.disable()
+    start = time.perf_counter()
+    res = simulate(scenario, profile_source="analytic", allocation="equal-share", progress=False)
+    simulated = time.perf_counter()
+    print(f"simulate {simulated - start:.1f} s (event loop {res.wall_s:.2f} s, {res.events} events, "
+          f"{1e6 * res.wall_s / res.events:.2f} us an event)", flush=True)
+    if not args.no_write:
+        run_dir = Path(tempfile.mkdtemp(prefix="large_run-"))
+        if args.profile_write:
+            profile = cProfile.Profile()
+            profile.runcall(write_simulation, res, run_dir)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile_write)
+        else:
+            write_simulation(res, run_dir)
+        end = time.perf_counter()
+        written = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file())
+        print(f"write {end - simulated:.1f} s; whole run {end - start:.1f} s; written {written / 2 ** 20:.1f} MiB "
+              f"in {run_dir}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
