@@ -27,7 +27,9 @@ def plot_calibration(doc: dict, path: str | Path) -> dict:
     drawn = {"curves": {}, "points": {}, "fit": None}
     for colour, e in zip(COLOURS * 4, doc["ranks"]):
         runs = [x for x in doc["runs"] if x["rank"] == e["rank"] and x["learning_rate"] == e["learning_rate"]]
-        curves = np.array([x["val_losses"] for x in runs], dtype=float)
+        # runs that stopped at the target are shorter: the band and mean cover the rounds every seed trained
+        n_common = min(len(x["val_losses"]) for x in runs)
+        curves = np.array([x["val_losses"][:n_common] for x in runs], dtype=float)
         tokens = np.arange(curves.shape[1]) * tpr
         left.plot(tokens, curves.mean(axis=0), color=colour, label=f"r = {e['rank']}")
         left.fill_between(tokens, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.2, linewidth=0)

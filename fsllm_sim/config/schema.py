@@ -374,6 +374,13 @@ class CalibrationConfig:
                                             kind="list[float]", nullable=True, gt=0, le=10)
     bootstrap: int = param(200, "Bootstrap resamples (of seeds within each rank) for the fit's intervals.", ge=0,
                            le=100_000)
+    stop_at_target: bool = param(False, "End each run after the round that first meets target_val_loss (needs it): "
+                                        "the tokens to the target are the full run's, the cost only what the target "
+                                        "needs; a run that never meets it trains max_rounds (censored).")
+    learning_rate_search: str = param("all_seeds", "all_seeds: every learning rate at every seed, the best per rank "
+                                                   "over the seeds; first_seed: each rank's rate chosen on the first "
+                                                   "seed, the other seeds trained at it only (needs "
+                                                   "target_val_loss).", choices=("all_seeds", "first_seed"))
 
 
 @dataclass(frozen=True)

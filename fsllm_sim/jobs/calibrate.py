@@ -30,6 +30,7 @@ def run_calibrate(scenario, *, out_dir: str | None = None, progress: bool = True
                        out_dir=out, target_val_loss=cal.target_val_loss,
                        target_rule=None if cal.target_val_loss is not None else cal.target_rule,
                        seeds=cal.seeds, learning_rates=cal.learning_rates, bootstrap=cal.bootstrap,
+                       stop_at_target=cal.stop_at_target, learning_rate_search=cal.learning_rate_search,
                        progress=progress, command=" ".join(shlex.quote(a) for a in ["fsllm-sim", *sys.argv[1:]]))
     doc = result.document
     rows = []

@@ -344,6 +344,25 @@ def _mean_ci(values: Sequence[float]) -> dict:
             "n": int(v.size)}
 
 
+LEARNING_RATE_SEARCHES = ("all_seeds", "first_seed")
+
+
+def _tokens_or_bound(val_losses, target: float, tokens_per_round: int) -> float:
+    """Tokens to the target of one curve, a censored curve at its bound (the rate choice never favours
+    censoring)."""
+    n, censored = rounds_to_target(val_losses, target)
+    return (len(val_losses) - 1) * tokens_per_round if censored else n * tokens_per_round
+
+
+def _reusable(val_losses, max_rounds: int, target_val_loss: float | None) -> bool:
+    """A saved curve serves a calibration when it is as long as the calibration's runs, or when it stopped
+    early after meeting the calibration's absolute target (its first crossing, all the fit reads, is in it)."""
+    if len(val_losses) >= max_rounds + 1:
+        return True
+    return (target_val_loss is not None and len(val_losses) >= 1
+            and not rounds_to_target(val_losses, target_val_loss)[1])
+
+
 def _seed_value(base: int, index: int) -> int:
     return int(np.random.SeedSequence([int(base) % 2**63, int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -352,6 +371,7 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
               out_dir: str | os.PathLike, target_val_loss: float | None = None,
               target_rule: str | None = DEFAULT_RULE, seeds: int = 1, learning_rates: Sequence[float] | None = None,
               bootstrap: int = 200, resume: bool = True, progress: bool = True, command: str | None = None,
+              stop_at_target: bool = False, learning_rate_search: str = "all_seeds",
               data=None, cache=None) -> CalibrationResult:
     """Train every (rank, learning rate, seed) for ``max_rounds`` rounds and fit the tokens to the target,
     T(r) = a + b r^(-c), with per-rank intervals and a bootstrap of the fit.
@@ -360,7 +380,14 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
     of ``seeds`` derives from ``config.seed`` and changes the data partition and order and the LoRA
     initialisation; ``data`` (reused for every seed) is only for tests. Each run's curve is written to
     ``<out_dir>/curves/`` (resumable); ``<out_dir>/calibration.json`` holds the provenance, every curve, the
-    target, tokens to target per run and rank, the fit and its intervals."""
+    target, tokens to target per run and rank, the fit and its intervals.
+
+    ``stop_at_target`` (needs the absolute ``target_val_loss``) ends each run after the round that first meets
+    the target: its tokens to the target are those of the full run (the first crossing), at the cost the
+    target needs; a run that never meets it trains all ``max_rounds`` (censored). ``learning_rate_search``:
+    ``all_seeds`` trains every learning rate at every seed and keeps the best per rank over the seeds;
+    ``first_seed`` (also needs the absolute target) chooses each rank's rate on the first seed alone and trains
+    the other seeds at that rate only (a third of the runs of a two-rate grid at three seeds saved)."""
     ranks = [int(r) for r in ranks]
     if not ranks or any(r < 1 for r in ranks) or len(set(ranks)) != len(ranks):
         raise ConfigError(f"ranks={ranks!r} is invalid; allowed: distinct integers >= 1")
@@ -372,6 +399,14 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
         raise ConfigError(f"target_val_loss={target_val_loss!r} is invalid; allowed: a finite number")
     if target_val_loss is None:
         resolve_target({1: [1.0, 0.5]}, None, target_rule)  # validate the rule before hours of training
+    if learning_rate_search not in LEARNING_RATE_SEARCHES:
+        raise ConfigError(f"learning_rate_search={learning_rate_search!r} is invalid; allowed: "
+                          f"{', '.join(LEARNING_RATE_SEARCHES)}")
+    for flag, on in (("stop_at_target", stop_at_target),
+                     ("learning_rate_search: first_seed", learning_rate_search == "first_seed")):
+        if on and target_val_loss is None:
+            raise ConfigError(f"calibration.{flag} needs calibration.target_val_loss (an absolute target, known "
+                              f"before the runs); allowed: a loss > 0, or turn {flag.split(':')[0]} off")
     lrs = [float(x) for x in (learning_rates or [config.learning_rate])]
     config = replace(config, rounds=max_rounds).validate()
     out = Path(out_dir)
@@ -383,11 +418,15 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
 
     records: dict = {}
     data_summary = None
+    seed0_best: dict[int, float] = {}
     for i in range(seeds):
         seed = config.seed if i == 0 else _seed_value(config.seed, i)
         seed_data, tokenizer, first_model = data, None, None
+        if i == 1 and learning_rate_search == "first_seed":
+            seed0_best = {r: min(lrs, key=lambda lr: _tokens_or_bound(records[(r, lr, 0)]["val_losses"],
+                                                                     target_val_loss, tpr)) for r in ranks}
         for r in sorted(ranks):
-            for lr in lrs:
+            for lr in ([seed0_best[r]] if seed0_best else lrs):
                 key = (r, lr, i)
                 path = curves_dir / f"rank_{r}_lr_{lr:g}_seed_{i}.json"
                 if resume and path.is_file():
@@ -395,7 +434,8 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
                         rec = json.loads(path.read_text())
                     except (OSError, ValueError):
                         rec = None
-                    if rec and rec.get("fingerprint") == fingerprint and len(rec.get("val_losses", [])) >= max_rounds + 1:
+                    if rec and rec.get("fingerprint") == fingerprint and _reusable(rec.get("val_losses", []),
+                                                                                   max_rounds, target_val_loss):
                         rec["val_losses"] = rec["val_losses"][: max_rounds + 1]
                         rec["resumed"] = True
                         records[key] = rec
@@ -413,7 +453,9 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
                 else:
                     model = load_model(config.model, tokenizer=tokenizer if config.model.startswith("tiny-") else None,
                                        seed=seed, cache=cache)
-                result = run_federated_training(run_cfg, model=model, data=seed_data, progress=progress)
+                stop = ((lambda log: log.val_loss <= target_val_loss) if stop_at_target else None)
+                result = run_federated_training(run_cfg, model=model, data=seed_data, progress=progress,
+                                                stop_after=stop)
                 data_summary = result.data_summary
                 rec = {"rank": r, "learning_rate": lr, "seed_index": i, "seed": seed, "fingerprint": fingerprint,
                        "val_losses": result.val_losses, "train_losses": result.train_losses, "wall_s": result.wall_s,
@@ -423,17 +465,23 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
                 records[key] = rec
 
     # the target from the seed-mean curves (every rank and learning rate)
+    # the target from the seed-mean curves (every rank and learning rate; all full length without an absolute
+    # target, since only a run that stops at an absolute target is short)
     mean_curves = {}
     for r in ranks:
         for lr in lrs:
-            mean_curves[(r, lr)] = np.mean([records[(r, lr, i)]["val_losses"] for i in range(seeds)], axis=0).tolist()
+            runs_rl = [records[k]["val_losses"] for k in sorted(records) if k[0] == r and k[1] == lr]
+            if runs_rl:
+                n_common = min(len(v) for v in runs_rl)
+                mean_curves[(r, lr)] = np.mean([v[:n_common] for v in runs_rl], axis=0).tolist()
     target, target_info = resolve_target(mean_curves, target_val_loss, target_rule)
     per_run = []
     for (r, lr, i), rec in sorted(records.items()):
         n, cens = rounds_to_target(rec["val_losses"], target)
         per_run.append({"rank": r, "learning_rate": lr, "seed_index": i, "seed": rec["seed"],
-                        "rounds_to_target": n, "censored": cens,
-                        "tokens_to_target": None if cens else n * tpr, "censored_above_tokens": max_rounds * tpr if cens else None,
+                        "rounds_to_target": n, "censored": cens, "rounds_trained": len(rec["val_losses"]) - 1,
+                        "tokens_to_target": None if cens else n * tpr,
+                        "censored_above_tokens": (len(rec["val_losses"]) - 1) * tpr if cens else None,
                         "val_losses": rec["val_losses"], "train_losses": rec["train_losses"], "wall_s": rec["wall_s"],
                         "resumed": bool(rec.get("resumed"))})
 
@@ -446,13 +494,20 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
 
     per_rank, groups = [], {}
     for r in ranks:
-        best_lr = min(lrs, key=lambda lr: conservative_mean(runs_of(r, lr)))
+        if seed0_best:  # first_seed: the rate was chosen on seed 0 and only it ran at the other seeds
+            best_lr = seed0_best[r]
+            tried = {f"{lr:g}": conservative_mean([e for e in runs_of(r, lr) if e["seed_index"] == 0])
+                     for lr in lrs}
+        else:
+            best_lr = min(lrs, key=lambda lr: conservative_mean(runs_of(r, lr)))
+            tried = {f"{lr:g}": conservative_mean(runs_of(r, lr)) for lr in lrs}
         runs = runs_of(r, best_lr)
         done = [e["tokens_to_target"] for e in runs if not e["censored"]]
         stats = _mean_ci(done)
         per_rank.append({"rank": r, "learning_rate": best_lr, "tokens_to_target": stats,
                          "censored_runs": sum(e["censored"] for e in runs), "runs": len(runs),
-                         "learning_rates_tried": {f"{lr:g}": conservative_mean(runs_of(r, lr)) for lr in lrs}})
+                         "learning_rates_tried": tried,
+                         "learning_rates_tried_on": "seed 0" if seed0_best else "every seed"})
         groups[r] = [(e["tokens_to_target"] if not e["censored"] else e["censored_above_tokens"], e["censored"])
                      for e in runs]
     rr = [r for r in ranks for _ in groups[r]]
@@ -476,6 +531,8 @@ def calibrate(config: TrainingConfig, *, ranks: Sequence[int] = (1, 2, 4, 8, 16)
         "fingerprint": fingerprint,
         "ranks_requested": ranks,
         "max_rounds": max_rounds,
+        "stop_at_target": bool(stop_at_target),
+        "learning_rate_search": learning_rate_search,
         "target": target_info,
         "ranks": per_rank,
         "runs": per_run,

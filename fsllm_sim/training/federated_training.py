@@ -211,8 +211,12 @@ def _data_summary(data) -> dict:
 
 def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None = None, data=None,
                            progress: bool = True, on_round_end: Callable[[RoundLog], None] | None = None,
-                           cache=None) -> TrainingResult:
+                           stop_after: Callable[[RoundLog], bool] | None = None, cache=None) -> TrainingResult:
     """Run ``config.rounds`` rounds and return the per-round losses (validation loss of the global model).
+
+    ``stop_after(log)`` returning true ends the run after that round (a calibration stops at its target); the
+    rounds run are exactly those of a full run's first rounds, since the learning-rate schedule is set by
+    ``config.rounds`` whether or not the run stops early.
 
     ``model`` / ``data`` may be given (e.g. a shared tiny model in tests); otherwise both are built from the
     config. The model object is consumed: LoRA is injected into it.
@@ -279,6 +283,8 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
             bar.set_postfix(val_loss=f"{ev.loss:.4f}")
             if on_round_end is not None:
                 on_round_end(log)
+            if stop_after is not None and stop_after(log):
+                break
     finally:
         bar.close()
     cfg = asdict(config)

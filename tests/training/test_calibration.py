@@ -161,3 +161,58 @@ def test_transfer_check_predicts_b_from_a_and_refuses_different_targets():
     assert errors[1] == pytest.approx(0.0) and errors[4] == pytest.approx(2000.0 / 4000.0 - 1.0)
     with pytest.raises(ConfigError, match="targets differ"):
         transfer_report(doc({}), doc({1: 5000.0}, target=4.0))
+
+
+def test_stop_at_target_keeps_every_first_crossing_and_first_seed_trains_the_chosen_rate_only(tmp_path, monkeypatch):
+    lrs, data = (2e-2, 5e-2), make_fake_data(2, 16)
+    full = calibrate(CFG, ranks=(1, 4), max_rounds=4, out_dir=tmp_path / "full", data=data, seeds=2,
+                     learning_rates=lrs, bootstrap=0, progress=False).document
+    curve = next(e["val_losses"] for e in full["runs"] if e["rank"] == 4 and e["seed_index"] == 0)
+    target = curve[2]  # met at round 2 by this run; others meet it earlier, later or never
+    want = {(e["rank"], e["learning_rate"], e["seed_index"]): rounds_to_target(e["val_losses"], target)
+            for e in full["runs"]}
+    assert len({n for n, _ in want.values()}) > 1
+
+    stopped = calibrate(CFG, ranks=(1, 4), max_rounds=4, out_dir=tmp_path / "stop", data=data, seeds=2,
+                        learning_rates=lrs, bootstrap=0, progress=False, target_val_loss=target,
+                        stop_at_target=True, learning_rate_search="first_seed").document
+    assert stopped["stop_at_target"] and stopped["learning_rate_search"] == "first_seed"
+    seed0 = {}
+    for r in (1, 4):
+        seed0[r] = min(lrs, key=lambda lr: (4 if want[(r, lr, 0)][1] else want[(r, lr, 0)][0]))
+    for e in stopped["runs"]:
+        key = (e["rank"], e["learning_rate"], e["seed_index"])
+        n, censored = want[key]
+        assert (e["rounds_to_target"], e["censored"]) == (n, censored)
+        assert e["rounds_trained"] == (4 if censored else max(1, int(np.ceil(n))))
+        ref = next(x["val_losses"] for x in full["runs"]
+                   if (x["rank"], x["learning_rate"], x["seed_index"]) == key)
+        assert e["val_losses"] == pytest.approx(ref[: len(e["val_losses"])], abs=1e-6)  # the same run, cut short
+        if e["seed_index"] == 1:
+            assert e["learning_rate"] == seed0[e["rank"]]  # only the rate chosen on seed 0
+    assert len(stopped["runs"]) == 2 * 2 + 2
+    assert [e["learning_rate"] for e in stopped["ranks"]] == [seed0[1], seed0[4]]
+    assert {e["learning_rates_tried_on"] for e in stopped["ranks"]} == {"seed 0"}
+
+    def no_training(*a, **k):
+        raise AssertionError("curves that met the target must be reused")
+
+    monkeypatch.setattr(calibration, "run_federated_training", no_training)
+    again = calibrate(CFG, ranks=(1, 4), max_rounds=4, out_dir=tmp_path / "stop", data=data, seeds=2,
+                      learning_rates=lrs, bootstrap=0, progress=False, target_val_loss=target,
+                      stop_at_target=True, learning_rate_search="first_seed").document
+    assert all(e["resumed"] for e in again["runs"])
+    # a stopped curve cannot serve a harder target it never reached: that run would be trained again
+    harder = min(min(e["val_losses"]) for e in stopped["runs"] if e["rounds_trained"] < 4) - 1.0
+    with pytest.raises(AssertionError, match="must be reused"):
+        calibrate(CFG, ranks=(1, 4), max_rounds=4, out_dir=tmp_path / "stop", data=data, seeds=2,
+                  learning_rates=lrs, bootstrap=0, progress=False, target_val_loss=harder, stop_at_target=True)
+
+
+def test_stop_at_target_and_first_seed_need_an_absolute_target(tmp_path):
+    for kwargs, field in (({"stop_at_target": True}, "stop_at_target"),
+                          ({"learning_rate_search": "first_seed"}, "learning_rate_search")):
+        with pytest.raises(ConfigError, match=f"calibration.{field}.*target_val_loss"):
+            calibrate(CFG, ranks=(1,), max_rounds=1, out_dir=tmp_path, **kwargs)
+    with pytest.raises(ConfigError, match="learning_rate_search='best'.*all_seeds, first_seed"):
+        calibrate(CFG, ranks=(1,), max_rounds=1, out_dir=tmp_path, learning_rate_search="best")
