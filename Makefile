@@ -6,7 +6,7 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.fsllm-installed
 SCENARIO ?= scenarios/default.yaml
 
-.PHONY: setup run test bench figures reference playground clean
+.PHONY: setup run test bench gpu-check figures reference playground clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/fsllm-sim bench
+
+# On a CUDA machine: the device tests and the per-device training benchmark (scripts/gpu_check.sh says how to put
+# a CUDA build of the pinned torch into the venv; on a CPU-only host the CUDA cases report themselves skipped).
+gpu-check: setup
+	scripts/gpu_check.sh
 
 # The paper's figure set (sweeps, runs, compares and their figures) with an index: runs/figures/README.md.
 figures: setup

@@ -17,6 +17,11 @@
    of the training phase alone; both ratios are printed.
 3. Steps per second of SmolLM2 LoRA training on this CPU (split system, b = 4, L = 128) with
    ``torch.get_num_threads()`` threads.
+4. Per device and compute dtype (``--devices``, ``--dtypes``; default: the CPU at float32 and bfloat16, and
+   every CUDA card torch sees at float32 and bfloat16): training tokens per second of the split step (b L /
+   median step time, the device synchronised around each step) and its peak memory — torch's CUDA peak
+   allocation counter on a card, the process's resident-set peak of the training phase (VmHWM after a reset) on
+   the CPU. A device the host lacks is reported as absent in one line, not skipped silently.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ import time
 
 import torch
 
+from fsllm_sim.training.device import process_peak_rss_bytes as peak_rss_bytes
+from fsllm_sim.training.device import reset_process_peak_rss as _reset_vm_hwm
+
 DEFAULT_MODEL = "smollm2-135m"
 
 
@@ -42,24 +50,32 @@ def _batch(vocab: int, batch_size: int, seq_len: int, seed: int = 0) -> dict[str
 
 
 def step_time_ratio(model_name: str, *, batch_size: int, seq_len: int, reps: int, warmup: int = 2,
-                    split: int | None = None, rank: int = 8, activation_precision: str = "fp16") -> dict:
-    """Median step times of the unsplit peft model and the split system, interleaved."""
+                    split: int | None = None, rank: int = 8, activation_precision: str = "fp16",
+                    device: str = "cpu", dtype: str = "float32") -> dict:
+    """Median step times of the unsplit peft model and the split system, interleaved, on one device and
+    compute dtype (both under the same autocast)."""
+    from fsllm_sim.training.device import resolve_compute
     from fsllm_sim.training.lora import LoraSpec, attach_lora
     from fsllm_sim.training.models import load_model
     from fsllm_sim.training.optim import OptimizerSpec
     from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
 
+    compute = resolve_compute(device, dtype, field="bench")
     opt_spec = OptimizerSpec("adamw", lr=1e-4)
     ref = load_model(model_name, seed=0)
+    ref.model.to(compute.device)
     peft_model = attach_lora(ref.model, ref.family, LoraSpec(rank=rank), seed=0)
     ref_opt = opt_spec.build(p for p in peft_model.parameters() if p.requires_grad)
     system = SplitFedSystem(load_model(model_name, seed=0),
-                            SplitFedConfig(split=split, rank=rank, learning_rate=1e-4, activation_precision=activation_precision),
+                            SplitFedConfig(split=split, rank=rank, learning_rate=1e-4,
+                                           activation_precision=activation_precision, device=device, dtype=dtype),
                             num_clients=1)
     batch = _batch(ref.vocab_size, batch_size, seq_len)
+    on_device = {k: v.to(compute.device) for k, v in batch.items()}
 
     def unsplit_step():
-        loss = peft_model(**batch).loss
+        with compute.autocast():
+            loss = peft_model(**on_device).loss
         loss.backward()
         ref_opt.step()
         ref_opt.zero_grad(set_to_none=True)
@@ -74,34 +90,63 @@ def step_time_ratio(model_name: str, *, batch_size: int, seq_len: int, reps: int
     for i in range(reps):
         order = (unsplit_step, split_step) if i % 2 == 0 else (split_step, unsplit_step)
         for fn in order:
+            compute.synchronize()
             t0 = time.perf_counter()
             fn()
+            compute.synchronize()
             (t_unsplit if fn is unsplit_step else t_split).append(time.perf_counter() - t0)
     mu, ms = statistics.median(t_unsplit), statistics.median(t_split)
     return {"model": model_name, "batch_size": batch_size, "seq_len": seq_len, "split": system.split,
-            "rank": rank, "reps": reps, "threads": torch.get_num_threads(), "unsplit_s": mu, "split_s": ms,
+            "rank": rank, "reps": reps, "threads": torch.get_num_threads(), "device": str(compute.device),
+            "dtype": dtype, "unsplit_s": mu, "split_s": ms,
             "ratio": ms / mu, "split_steps_per_s": 1.0 / ms, "unsplit_steps_per_s": 1.0 / mu}
 
 
-def peak_rss_bytes() -> int | None:
-    """Linux peak resident set size (VmHWM) of this process, resettable through /proc/self/clear_refs."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+def default_devices() -> list[str]:
+    """The CPU and every CUDA card torch sees."""
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def _reset_vm_hwm() -> bool:
+def device_throughput(model_name: str, *, device: str, dtype: str, batch_size: int, seq_len: int, reps: int,
+                      warmup: int = 2, split: int | None = None, rank: int = 8) -> dict:
+    """Training tokens per second of the split step and the training phase's peak memory on one device at one
+    compute dtype (see the module doc); ``{"absent": reason}`` when the host has no such device."""
+    from fsllm_sim.errors import ConfigError
+    from fsllm_sim.training.device import resolve_compute
+    from fsllm_sim.training.models import load_model
+    from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
+
     try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+        compute = resolve_compute(device, dtype, field="bench")
+    except ConfigError as exc:
+        return {"device": device, "dtype": dtype, "absent": str(exc)}
+    lm = load_model(model_name, seed=0)
+    system = SplitFedSystem(lm, SplitFedConfig(split=split, rank=rank, learning_rate=1e-4, device=device,
+                                               dtype=dtype), num_clients=1)
+    batch = _batch(lm.vocab_size, batch_size, seq_len)
+    for _ in range(warmup):
+        system.iteration(0, batch)
+    compute.synchronize()
+    compute.reset_peak_memory()
+    cpu_reset = (not compute.is_cuda) and _reset_vm_hwm()
+    times = []
+    for _ in range(reps):
+        compute.synchronize()
+        t0 = time.perf_counter()
+        system.iteration(0, batch)
+        compute.synchronize()
+        times.append(time.perf_counter() - t0)
+    step = statistics.median(times)
+    if compute.is_cuda:
+        peak, counter = compute.peak_memory_bytes(), "torch.cuda.max_memory_allocated"
+    else:
+        peak, counter = (peak_rss_bytes() if cpu_reset else None), "process VmHWM (training phase)"
+    out = {"device": str(compute.device), "dtype": dtype, "model": model_name, "batch_size": batch_size,
+           "seq_len": seq_len, "rank": rank, "split": system.split, "reps": reps, "step_s": step,
+           "tokens_per_s": batch_size * seq_len / step, "peak_memory_bytes": peak, "memory_counter": counter}
+    if compute.is_cuda:
+        out["device_name"] = torch.cuda.get_device_name(compute.device)
+    return out
 
 
 def _memory_child(model_name: str, num_clients: int, batch_size: int, seq_len: int, split: int | None, rank: int,
@@ -176,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny model only (smoke run, seconds)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--devices", default=None,
+                   help="comma-separated devices of the tokens/s and memory table (default: cpu and every CUDA card)")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated compute dtypes of that table")
+    p.add_argument("--device-reps", type=int, default=5, help="timed steps per device and dtype")
+    p.add_argument("--skip-devices", action="store_true", help="leave out the per-device table")
+    p.add_argument("--step-device", default=None,
+                   help="also compare split and unsplit step times on this device (e.g. cuda)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -206,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"steps/s, {a.model} split LoRA training", f"{big['split_steps_per_s']:.3f}",
                      f"b={a.batch_size} L={a.seq_len}, {big['threads']} threads "
                      f"(unsplit: {big['unsplit_steps_per_s']:.3f})"))
+    if a.step_device and not a.quick:
+        dev = step_time_ratio(a.model, batch_size=a.batch_size, seq_len=a.seq_len, reps=a.reps, split=a.split,
+                              rank=a.rank, device=a.step_device)
+        results["step_ratio_device"] = dev
+        rows.append((f"split/unsplit step time, {a.model}, {dev['device']}", f"{dev['ratio']:.3f}",
+                     f"<= 1.05  ({dev['split_s'] * 1e3:.1f} ms vs {dev['unsplit_s'] * 1e3:.1f} ms, median of "
+                     f"{a.reps})"))
     if not a.skip_memory:
         model = "tiny-llama" if a.quick else a.model
         mem = peak_memory_ratio(model, clients=(1, a.clients), batch_size=a.batch_size, seq_len=a.seq_len,
@@ -220,6 +279,24 @@ def main(argv: list[str] | None = None) -> int:
                          f"<= 1.3  ({hi['train_peak_bytes'] / 2**20:.0f} MiB vs "
                          f"{lo['train_peak_bytes'] / 2**20:.0f} MiB; parameters {hi['param_bytes'] / 2**20:.1f} "
                          f"vs {lo['param_bytes'] / 2**20:.1f} MiB)"))
+    if not a.skip_devices:
+        model = "tiny-llama" if a.quick else a.model
+        devices = a.devices.split(",") if a.devices else default_devices()
+        table = []
+        for dev in devices:
+            for dt in a.dtypes.split(","):
+                r = device_throughput(model, device=dev.strip(), dtype=dt.strip(), batch_size=a.batch_size,
+                                      seq_len=a.seq_len, reps=a.device_reps, split=a.split, rank=a.rank)
+                table.append(r)
+                if "absent" in r:
+                    rows.append((f"tokens/s, {model}, {dev} {dt}", "absent", r["absent"]))
+                    continue
+                mem = (f"{r['peak_memory_bytes'] / 2**20:.0f} MiB peak ({r['memory_counter']})"
+                       if r["peak_memory_bytes"] is not None else "peak memory: no counter on this host")
+                rows.append((f"tokens/s, {model}, {r['device']} {dt}", f"{r['tokens_per_s']:.0f}",
+                             f"{mem}; b={a.batch_size} L={a.seq_len} r={a.rank}, median of {a.device_reps} steps"
+                             + (f", {r['device_name']}" if "device_name" in r else "")))
+        results["devices"] = table
     results["wall_s"] = time.perf_counter() - t0
     print(_fmt_table(rows))
     print(f"(total {results['wall_s']:.0f} s, torch {torch.__version__}, {torch.get_num_threads()} threads)")

@@ -461,6 +461,15 @@ def _cross_checks(s: Scenario) -> None:
     if spd.distribution == "trace" and not spd.trace_path:
         _fail("devices.speed.trace_path", "a trace file is required when devices.speed.distribution is trace")
     _dynamics_checks(s)
+    dev = s.training.device
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", dev):
+        _fail("training.device", f"{shorten(dev)} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+    cal = s.calibration
+    for flag, on in (("stop_at_target", cal.stop_at_target),
+                     ("learning_rate_search", cal.learning_rate_search == "first_seed")):
+        if on and cal.target_val_loss is None:
+            _fail(f"calibration.{flag}", "needs calibration.target_val_loss (an absolute target, known before "
+                                         "the runs); allowed: a loss > 0")
     conv = s.convergence
     if conv.calibration is None and conv.a + conv.b <= 0:
         _fail("convergence.a", f"a={conv.a:g} and convergence.b={conv.b:g} give N(r) = 0 rounds at every rank "
@@ -631,4 +640,7 @@ def problem_fingerprint(s: Scenario) -> str:
             del data[key]
     if data.get("channel", {}).get("downlink", {}).get("fading") == "static":
         del data["channel"]["downlink"]["fading"]
+    # where the host trains (and in what compute dtype) is not part of the allocation problem
+    for key in ("device", "dtype"):
+        data.get("training", {}).pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]

@@ -325,6 +325,12 @@ class TrainingConfig:
                                               "tensor.", choices=("fp32", "fp16", "bf16", "int8", "int8-tensor"))
     adapter_precision: str = param("fp32", "Wire precision of adapter uploads and the broadcast.",
                                    choices=("fp32", "fp16", "bf16", "int8", "int8-tensor"))
+    device: str = param("cpu", "Where real training runs: cpu, cuda (cuda:N for one card of several) or auto (CUDA "
+                               "when torch sees a card, else the CPU). An absent device is one line.")
+    dtype: str = param("float32", "Compute precision of real training: float32, or bfloat16 / float16 under "
+                                  "autocast (weights, adapters and optimiser state stay float32; float16 without "
+                                  "loss scaling). Not the wire precision (activation_precision).",
+                       choices=("float32", "bfloat16", "float16"))
 
 
 @dataclass(frozen=True)

@@ -128,9 +128,10 @@ class TorchBackend(AnalyticBackend):
             self.echo(f"preparing real training: {cfg.model}, split {split}, rank {rank}, {cfg.num_clients} clients")
         model, data = prepare_model_and_data(cfg)
         if self.timing == "measured" and self.host_flops_per_s is None:
+            from ..training.device import resolve_compute
             from ..training.host_speed import measure_host_flops_per_s
 
-            self.host_flops_per_s = measure_host_flops_per_s()
+            self.host_flops_per_s = measure_host_flops_per_s(compute=resolve_compute(cfg.device, cfg.dtype))
         self.validation = validation_set(data)
         self.data = data  # per-client held-out sequences for _evaluate
         torch.manual_seed(cfg.seed)  # LoRA dropout stream, as the in-process driver does
@@ -145,8 +146,11 @@ class TorchBackend(AnalyticBackend):
         self.op_wall_s = 0.0
 
     def _timed(self, fn, *args):
+        compute = self.system.compute
+        compute.synchronize()  # CUDA: the op's kernels, not just their launches, inside the interval
         t0 = time.perf_counter()
         out = fn(*args)
+        compute.synchronize()
         dt = time.perf_counter() - t0
         self.op_wall_s += dt
         return out, dt

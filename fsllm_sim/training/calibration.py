@@ -220,6 +220,11 @@ def _fingerprint(config: TrainingConfig) -> tuple[str, dict]:
     d = asdict(config)
     d.pop("rank")
     d.pop("rounds")
+    # the device changes no result beyond float rounding (a calibration may resume on another machine); a compute
+    # dtype other than float32 does, and float32 stays out so fingerprints from before the option are unchanged
+    d.pop("device", None)
+    if d.get("dtype") == "float32":
+        d.pop("dtype")
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], d
 

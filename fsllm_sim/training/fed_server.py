@@ -44,7 +44,7 @@ def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float
     out = {}
     with torch.no_grad():
         for k in keys:
-            acc = torch.zeros(states[0][k].shape, dtype=torch.float64)
+            acc = torch.zeros(states[0][k].shape, dtype=torch.float64, device=states[0][k].device)
             for s, wk in zip(states, w):
                 if wk:
                     acc += s[k].detach().to(torch.float64) * (wk / total)
@@ -71,15 +71,15 @@ def product_average(states: Sequence[Mapping[str, torch.Tensor]], weights: Seque
         for ka, kb in pairs:
             a0, b0 = states[0][ka], states[0][kb]
             r = int(a0.shape[0])
-            m = torch.zeros((b0.shape[0], a0.shape[1]), dtype=torch.float64)
+            m = torch.zeros((b0.shape[0], a0.shape[1]), dtype=torch.float64, device=b0.device)
             for s, wk in zip(states, w):
                 if wk:
                     m += (s[kb].detach().to(torch.float64) @ s[ka].detach().to(torch.float64)) * (wk / total)
             u, sv, vh = torch.linalg.svd(m, full_matrices=False)
             q = min(r, int(sv.numel()))
             root = sv[:q].clamp_min(0).sqrt()
-            new_b = torch.zeros((b0.shape[0], r), dtype=torch.float64)
-            new_a = torch.zeros((r, a0.shape[1]), dtype=torch.float64)
+            new_b = torch.zeros((b0.shape[0], r), dtype=torch.float64, device=b0.device)
+            new_a = torch.zeros((r, a0.shape[1]), dtype=torch.float64, device=a0.device)
             new_b[:, :q] = u[:, :q] * root
             new_a[:q] = root[:, None] * vh[:q]
             avg[ka] = new_a.to(a0.dtype)

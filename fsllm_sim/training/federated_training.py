@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from fsllm_sim.errors import ConfigError, DataError
+from fsllm_sim.training.device import resolve_compute
 from fsllm_sim.training.evaluation import evaluate_clients
 from fsllm_sim.training.models import LoadedModel, load_model
 from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
@@ -71,6 +72,8 @@ class TrainingConfig:
     warmup_steps: int = 0
     grad_clip_norm: float | None = None
     aggregation: str = "fedavg"  # fedavg (A and B separately) or product (exact average of B A, SVD to rank r)
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (fsllm_sim.training.device)
+    dtype: str = "float32"  # compute dtype: float32, or bfloat16 / float16 under autocast
     eval_through_wire: bool = False  # validation activations through the training wire format
     eval_per_client: bool = False  # also each client's loss on its own held-out data
     # evaluation
@@ -92,6 +95,7 @@ class TrainingConfig:
             raise ConfigError(f"schedule={self.schedule!r} is not supported; allowed: {', '.join(SCHEDULES)}")
         if self.tokenizer not in TOKENIZERS:
             raise ConfigError(f"tokenizer={self.tokenizer!r} is not supported; allowed: {', '.join(TOKENIZERS)}")
+        resolve_compute(self.device, self.dtype)  # an unknown or absent device: one line, before any loading
         if self.max_eval_batches is not None and self.max_eval_batches < 1:
             raise ConfigError(f"max_eval_batches={self.max_eval_batches!r} is invalid; allowed: None or >= 1")
         return self

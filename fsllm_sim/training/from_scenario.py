@@ -40,6 +40,8 @@ def training_config(scenario, rank: int | None = None, split: int | None = None)
         warmup_steps=tr.warmup_steps,
         grad_clip_norm=tr.grad_clip_norm,
         aggregation=tr.aggregation,
+        device=tr.device,
+        dtype=tr.dtype,
         eval_batch_size=scenario.evaluation.batch_size,
         max_eval_batches=scenario.evaluation.max_batches,
         eval_through_wire=scenario.evaluation.through_wire,

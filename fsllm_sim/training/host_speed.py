@@ -9,18 +9,28 @@ from __future__ import annotations
 import time
 
 
-def measure_host_flops_per_s(rows: int = 512, inner: int = 576, cols: int = 1536, min_seconds: float = 0.3) -> float:
-    """FLOP/s of ``rows x inner @ inner x cols`` float32 products, repeated for at least ``min_seconds``."""
+def measure_host_flops_per_s(rows: int = 512, inner: int = 576, cols: int = 1536, min_seconds: float = 0.3,
+                             compute=None) -> float:
+    """FLOP/s of ``rows x inner @ inner x cols`` products, repeated for at least ``min_seconds``, on the device
+    and in the compute dtype real training uses (``compute``, a :class:`~fsllm_sim.training.device.Compute`;
+    default the CPU at float32), so that measured wall times and this speed are of one kind."""
     import torch
 
-    a = torch.randn(rows, inner)
-    b = torch.randn(inner, cols)
-    for _ in range(3):
-        a @ b
-    reps, start = 0, time.perf_counter()
-    while True:
-        a @ b
-        reps += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return 2.0 * rows * inner * cols * reps / elapsed
+    from fsllm_sim.training.device import CPU_FLOAT32
+
+    compute = compute or CPU_FLOAT32
+    a = torch.randn(rows, inner).to(compute.device)
+    b = torch.randn(inner, cols).to(compute.device)
+    with compute.autocast():
+        for _ in range(3):
+            a @ b
+        compute.synchronize()
+        reps, start = 0, time.perf_counter()
+        while True:
+            a @ b
+            reps += 1
+            if reps % 8 == 0 or not compute.is_cuda:  # a CUDA launch returns at once: time whole batches
+                compute.synchronize()
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_seconds:
+                    return 2.0 * rows * inner * cols * reps / elapsed

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsllm_sim.errors import ConfigError, DataError
+from fsllm_sim.training.device import CPU_FLOAT32, Compute
 from fsllm_sim.training.models import family_of
 
 IGNORE_INDEX = -100
@@ -150,7 +151,10 @@ def check_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, vo
 
 
 class ClientPart(nn.Module):
-    """Embedding (+ GPT-2 position embedding) and blocks 1..ℓ. ``forward(input_ids, attention_mask) -> A``."""
+    """Embedding (+ GPT-2 position embedding) and blocks 1..ℓ. ``forward(input_ids, attention_mask) -> A``.
+    Inputs go to ``compute``'s device and the blocks run under its autocast (:mod:`fsllm_sim.training.device`)."""
+
+    compute: Compute = CPU_FLOAT32
 
     def __init__(self, model: nn.Module, split: int):
         super().__init__()
@@ -177,15 +181,20 @@ class ClientPart(nn.Module):
         return self.drop(self.wte(input_ids) + self.wpe(pos))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.embed(input_ids)
-        inputs = prepare_block_inputs(self.family, self.config, hidden, attention_mask, self.rotary_emb)
-        for block in self.blocks:
-            hidden = run_block(self.family, block, hidden, inputs)
+        compute = self.compute
+        input_ids, attention_mask = compute.put(input_ids), compute.put(attention_mask)
+        with compute.autocast():
+            hidden = self.embed(input_ids)
+            inputs = prepare_block_inputs(self.family, self.config, hidden, attention_mask, self.rotary_emb)
+            for block in self.blocks:
+                hidden = run_block(self.family, block, hidden, inputs)
         return hidden
 
 
 class ServerPart(nn.Module):
-    """Blocks ℓ+1..J, final norm, LM head (tied: the frozen embedding matrix) and the loss."""
+    """Blocks ℓ+1..J, final norm, LM head (tied: the frozen embedding matrix) and the loss, on ``compute``."""
+
+    compute: Compute = CPU_FLOAT32
 
     def __init__(self, model: nn.Module, split: int):
         super().__init__()
@@ -201,10 +210,14 @@ class ServerPart(nn.Module):
         self.lm_head = hf.lm_head
 
     def hidden_to_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        inputs = prepare_block_inputs(self.family, self.config, hidden, attention_mask, self.rotary_emb)
-        for block in self.blocks:
-            hidden = run_block(self.family, block, hidden, inputs)
-        return self.lm_head(self.norm(hidden))
+        compute = self.compute
+        hidden, attention_mask = compute.put(hidden), compute.put(attention_mask)
+        with compute.autocast():
+            inputs = prepare_block_inputs(self.family, self.config, hidden, attention_mask, self.rotary_emb)
+            for block in self.blocks:
+                hidden = run_block(self.family, block, hidden, inputs)
+            logits = self.lm_head(self.norm(hidden))
+        return logits.float()  # the loss in float32 whatever the compute dtype (a no-op at float32)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -215,9 +228,12 @@ class ServerPart(nn.Module):
         return causal_lm_loss(logits, labels)
 
 
-def split_model(model: nn.Module, split: int) -> tuple[ClientPart, ServerPart]:
-    """Client and server views of ``model`` (a transformers causal LM, with or without LoRA) at ℓ = ``split``."""
-    return ClientPart(model, split), ServerPart(model, split)
+def split_model(model: nn.Module, split: int, compute: Compute = CPU_FLOAT32) -> tuple[ClientPart, ServerPart]:
+    """Client and server views of ``model`` (a transformers causal LM, with or without LoRA) at ℓ = ``split``,
+    computing on ``compute`` (the model must already be on its device)."""
+    client, server = ClientPart(model, split), ServerPart(model, split)
+    client.compute = server.compute = compute
+    return client, server
 
 
 def labels_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

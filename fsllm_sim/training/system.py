@@ -29,6 +29,7 @@ import torch
 
 from fsllm_sim.errors import ConfigError
 from fsllm_sim.training.client import SplitClient
+from fsllm_sim.training.device import resolve_compute
 from fsllm_sim.training.evaluation import EvalResult, evaluate_split
 from fsllm_sim.training.fed_server import FederatedServer
 from fsllm_sim.training.lora import AdapterSlots, LoraSpec, attach_lora, copy_into, state_nbytes
@@ -65,6 +66,8 @@ class SplitFedConfig:
     schedule_total_steps: int | None = None  # local steps of the whole run (None: constant after warm-up)
     grad_clip_norm: float | None = None
     aggregation: str = "fedavg"  # fedavg (A and B separately) or product (exact average of B A, SVD to rank r)
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (fsllm_sim.training.device)
+    dtype: str = "float32"  # compute dtype: float32, or bfloat16 / float16 under autocast
     seed: int = 0
 
     def lora_spec(self) -> LoraSpec:
@@ -114,6 +117,7 @@ class SplitFedSystem:
         opt = config.optimizer_spec()
         lora = config.lora_spec().validate(model.family)
         self.lora = lora
+        self.compute = resolve_compute(config.device, config.dtype)
 
         # clients and their data
         if data is not None:
@@ -137,8 +141,10 @@ class SplitFedSystem:
                               f"non-negative counts with a positive sum")
 
         # ONE frozen base with LoRA slots; two views of it
+        # the base moves to the device before LoRA is attached, so the adapters are created there
+        model.model.to(self.compute.device)
         self.peft_model = attach_lora(model.model, model.family, lora, seed=config.seed)
-        self.client_part, self.server_part = split_model(self.peft_model, self.split)
+        self.client_part, self.server_part = split_model(self.peft_model, self.split, self.compute)
         self.client_slots = AdapterSlots(self.client_part, 0)
         self.server_slots = AdapterSlots(self.server_part, self.split)
         init_client = self.client_slots.current_state()

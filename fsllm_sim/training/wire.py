@@ -171,7 +171,7 @@ def _outliers(amax: torch.Tensor, score: torch.Tensor | None = None) -> torch.Te
     OUTLIER_RATIO), the largest ceil(F·n) of them."""
     n = amax.numel()
     if n == 0:
-        return torch.zeros(0, dtype=torch.long)
+        return torch.zeros(0, dtype=torch.long, device=amax.device)
     score = _relative(amax) if score is None else score
     cand = torch.nonzero(score > OUTLIER_RATIO).flatten()
     cap = math.ceil(MAX_OUTLIER_FRACTION * n)
@@ -184,22 +184,24 @@ def int8_outliers(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rows, channels)``: the indices (sorted) of the rows and channels ``int8`` sends at fp16."""
     x = _as_rows(t.detach().float())
     if x.numel() == 0:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        return (torch.zeros(0, dtype=torch.long, device=x.device),
+                torch.zeros(0, dtype=torch.long, device=x.device))
     _check_finite(float(x.abs().max()))
     a = x.abs()
     # (a) provisional outlier channels on all rows, (b) outlier rows, on all channels or on the other channels
     # (a massive-activation token may stand out only there, not under the outlier channels), (c) outlier channels on the other rows
     prov = _outliers(a.amax(dim=0))
-    keep_c = torch.ones(x.shape[1], dtype=torch.bool)
+    keep_c = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
     keep_c[prov] = False
     r_all = a.amax(dim=1)
     score = _relative(r_all)
     if bool(keep_c.any()):
         score = torch.maximum(score, _relative(a[:, keep_c].amax(dim=1)))
     rows = _outliers(r_all, score)
-    keep = torch.ones(x.shape[0], dtype=torch.bool)
+    keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     keep[rows] = False
-    chans = _outliers(a[keep].amax(dim=0)) if bool(keep.any()) else torch.zeros(0, dtype=torch.long)
+    chans = (_outliers(a[keep].amax(dim=0)) if bool(keep.any())
+             else torch.zeros(0, dtype=torch.long, device=x.device))
     return rows, chans
 
 
@@ -212,12 +214,12 @@ def _int8_channel_cast(t: torch.Tensor) -> torch.Tensor:
     if x.numel() == 0:
         return t.detach().clone()
     out_rows, out_chans = int8_outliers(t)
-    keep = torch.ones(x.shape[0], dtype=torch.bool)
+    keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     keep[out_rows] = False
     if bool(keep.any()):
         amax = x[keep].abs().amax(dim=0)
     else:
-        amax = torch.zeros(x.shape[1])
+        amax = torch.zeros(x.shape[1], device=x.device)
     # bf16 scale, as sent (round to nearest; the clamp absorbs a scale rounded down by ≤ 2^-8)
     scale = (amax / 127.0).to(torch.bfloat16).float()
     tiny = torch.finfo(torch.bfloat16).tiny
