@@ -178,6 +178,15 @@ def _cmd_playground(args) -> int:
     return serve(load_scenario(path), host=args.host, port=args.port)
 
 
+def _cmd_profile_device(args) -> int:
+    from .jobs.profile_device import run_profile_device
+
+    run_profile_device(out=args.out, model=args.model, batch_size=args.batch, seq_len=args.seq_len, rank=args.rank,
+                       device=args.device, dtype=args.dtype, reps=args.reps, memory_bytes=args.memory_bytes,
+                       count=args.count, append=args.append)
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from .benchmarks.runner import run_benchmarks
 
@@ -341,6 +350,25 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default: 127.0.0.1, this machine only)")
     play.set_defaults(func=_cmd_playground)
+
+    prof = sub.add_parser("profile-device", help="measure this host as a client device and write device-trace "
+                                                 "rows (devices.speed.trace_path)",
+                          description="measure this host as a client device (one LoRA block forward and backward, "
+                                      "the embedding and the LM head at the given shape, peak memory, achieved "
+                                      "FLOP/s) and write rows in the device-trace CSV format")
+    prof.add_argument("--out", required=True, metavar="FILE.csv", help="device trace to write")
+    prof.add_argument("--model", default="smollm2-135m", help="model (registry name, Hugging Face id or path)")
+    prof.add_argument("--batch", type=int, default=4, help="batch size b (default 4)")
+    prof.add_argument("--seq-len", type=int, default=128, help="sequence length L (default 128)")
+    prof.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
+    prof.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    prof.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default float32)")
+    prof.add_argument("--reps", type=int, default=10, help="timed repetitions of each piece (default 10)")
+    prof.add_argument("--memory-bytes", type=int, default=None,
+                      help="memory the device offers training (default: the card's, or this host's physical memory)")
+    prof.add_argument("--count", type=int, default=1, help="client rows of this device to write (default 1)")
+    prof.add_argument("--append", action="store_true", help="add the rows after those already in --out")
+    prof.set_defaults(func=_cmd_profile_device)
 
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
     # No argparse `choices` here: with nargs="*" it rejects the list default; run_benchmarks checks names.

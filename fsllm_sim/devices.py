@@ -103,7 +103,7 @@ def read_csv_file_text(p: Path, where: str, what: str = "a device trace") -> str
     return _read_trace_text(p, where, what)
 
 
-def load_device_trace(path: str | Path, num_clients: int) -> DeviceFleet:
+def load_device_trace(path: str | Path, num_clients: int, field: str = "devices.speed.trace_path") -> DeviceFleet:
     """Read the first ``num_clients`` rows of a device trace CSV (schema in the module docstring).
 
     The file is untrusted: it is read with a size limit (:data:`MAX_TRACE_BYTES`), must be UTF-8, and every
@@ -113,7 +113,7 @@ def load_device_trace(path: str | Path, num_clients: int) -> DeviceFleet:
     from .config.loader import _display_path, check_number
 
     p = Path(path)
-    where = f"devices.speed.trace_path: {_display_path(p)}"
+    where = f"{field}: {_display_path(p)}"
     if p.suffix.lower() in _PICKLE_SUFFIXES:
         raise ConfigError(f"{where}: binary/pickle traces are refused (they can run code); use a CSV with columns "
                           f"{', '.join(TRACE_COLUMNS)}")

@@ -561,6 +561,8 @@ def _resolve_paths(s: Scenario, base: Path) -> Scenario:
     alloc = s.simulation.allocation
     if alloc.endswith(".json") or os.sep in alloc:
         s = replace(s, simulation=replace(s.simulation, allocation=fix(alloc)))
+    if s.simulation.host_profile:
+        s = replace(s, simulation=replace(s.simulation, host_profile=fix(s.simulation.host_profile)))
     plugins = s.solver.plugins  # a plug-in file (not a module name) is relative to the scenario
     if plugins:
         s = replace(s, solver=replace(s.solver, plugins=tuple(

@@ -429,6 +429,10 @@ class SimulationConfig:
     host_flops_per_s: Optional[float] = param(None, "Effective speed of the simulating host for timing: measured "
                                                     "(null: measured once with a float32 matrix product).",
                                               unit="FLOP/s", ge=1e6, le=1e18, nullable=True, kind="float")
+    host_profile: Optional[str] = param(None, "A `fsllm-sim profile-device` CSV of this host: timing: measured "
+                                              "then scales by its measured speed (first row) instead of a matrix-"
+                                              "product micro-benchmark (host_flops_per_s, when set, wins).",
+                                        kind="path", nullable=True)
     policy: str = param("static", "static: one allocation for the whole run; online: re-solved at each round start "
                                   "on the gains measured then (split and rank kept from the first round).",
                         choices=("static", "online"))

@@ -129,9 +129,15 @@ class TorchBackend(AnalyticBackend):
         model, data = prepare_model_and_data(cfg)
         if self.timing == "measured" and self.host_flops_per_s is None:
             from ..training.device import resolve_compute
-            from ..training.host_speed import measure_host_flops_per_s
+            from ..training.host_speed import host_speed_from_profile, measure_host_flops_per_s
 
-            self.host_flops_per_s = measure_host_flops_per_s(compute=resolve_compute(cfg.device, cfg.dtype))
+            profile = getattr(self.scenario.simulation, "host_profile", None)
+            if profile:
+                self.host_flops_per_s, notes = host_speed_from_profile(profile, cfg)
+                for line in notes:
+                    self.echo(f"warning: {line}")
+            else:
+                self.host_flops_per_s = measure_host_flops_per_s(compute=resolve_compute(cfg.device, cfg.dtype))
         self.validation = validation_set(data)
         self.data = data  # per-client held-out sequences for _evaluate
         torch.manual_seed(cfg.seed)  # LoRA dropout stream, as the in-process driver does

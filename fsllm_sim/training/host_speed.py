@@ -34,3 +34,22 @@ def measure_host_flops_per_s(rows: int = 512, inner: int = 576, cols: int = 1536
                 elapsed = time.perf_counter() - start
                 if elapsed >= min_seconds:
                     return 2.0 * rows * inner * cols * reps / elapsed
+
+
+def host_speed_from_profile(path, config) -> tuple[float, list[str]]:
+    """This host's effective speed from a ``profile-device`` CSV (its first row) and one line for each setting
+    of ``config`` (a training config) that differs from the shape the profile was measured at (the speed is
+    then used outside the configuration it holds for)."""
+    from fsllm_sim.devices import load_device_trace
+
+    fleet = load_device_trace(path, 1, field="simulation.host_profile")
+    speed = float(fleet.flops_per_s[0])
+    notes = []
+    measured = {k: (v[0] if v else None) for k, v in fleet.extra.items()}
+    for key, want in (("model", config.model), ("batch_size", config.batch_size), ("seq_len", config.seq_len),
+                      ("rank", config.rank), ("dtype", config.dtype)):
+        got = measured.get(key)
+        if got is not None and str(got) != str(want):
+            notes.append(f"simulation.host_profile {path} was measured with {key} {got}, this run trains with "
+                         f"{want}: its speed {speed:.4g} FLOP/s is used outside the shape it was measured at")
+    return speed, notes

@@ -151,3 +151,18 @@ def test_online_policy_with_real_training_keeps_the_model_shape(text_corpus):
     shapes = {(r.allocation.split, r.allocation.rank) for r in res.rounds}
     assert len(shapes) == 1
     assert all(math.isfinite(r.metrics["val_loss"]) for r in res.rounds)
+
+
+def test_measured_timing_uses_a_host_profile(text_corpus, tmp_path):
+    from fsllm_sim.jobs.profile_device import run_profile_device
+
+    path = tmp_path / "host.csv"
+    run_profile_device(out=str(path), model="tiny-llama", batch_size=2, seq_len=16, rank=2, reps=3,
+                       echo=lambda *_: None)
+    import csv
+
+    speed = float(next(csv.DictReader(path.open()))["flops_per_s"])
+    scenario = real_scenario(text_corpus, simulation={"rounds": 1, "training": "real", "timing": "measured",
+                                                      "host_profile": str(path)})
+    res = simulate(scenario, profile_source="analytic")
+    assert res.settings["host_flops_per_s"] == speed
