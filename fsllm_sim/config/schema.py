@@ -444,6 +444,9 @@ class SimulationConfig:
     target_val_loss: Optional[float] = param(None, "Validation loss whose first crossing gives the simulated time to "
                                                    "target (null: the target recorded in the convergence calibration "
                                                    "file, if any).", gt=0, le=1e3, nullable=True, kind="float")
+    stop_at_target: bool = param(False, "With real training and a target (target_val_loss or the calibration's), "
+                                         "end the run after the first round at or below the target (rounds is "
+                                         "then the most it simulates).")
     record_channel: bool = param(True, "Record the uplink transfers' channel log (simulation.channel_log); false "
                                        "writes none.")
     channel_log: str = param("summary", "summary: channel.csv, one row per uplink transfer (start, end, bits, mean "
@@ -471,7 +474,7 @@ class Scenario:
                                  "through the federated server; no FedAvg) or fl (federated LoRA without a split: "
                                  "the whole model on each device, adapters of all J blocks on the f-band; devices "
                                  "whose memory cannot hold the model take no part). Delay expressions: "
-                                 "docs/protocols.md. fl needs simulation.training: analytic.",
+                                 "docs/protocols.md.",
                           choices=PROTOCOLS)
     clients: ClientsConfig = section(ClientsConfig, "The edge clients.")
     channel: ChannelConfig = section(ChannelConfig, "The wireless channel and its bands.")

@@ -18,6 +18,10 @@ simulated forward, before the iteration runs: measured timing therefore runs the
 there on the same batch and discards its graph (host time only; the simulated times and the results
 are unaffected).
 
+Under ``protocol: fl`` it drives :class:`fsllm_sim.training.federated_lora.FederatedLoraSystem` instead: the
+whole model's forward and loss run at the simulated forward, its backward and update at the simulated backward,
+and FedAvg over the round's participants at the round's end.
+
 Under ``protocol: sl`` the engine also calls :meth:`AnalyticBackend.begin_turn` / ``end_turn`` around each
 client's turn: the real backend hands the client adapter on (client k uploads it at the adapter precision,
 the next client loads what arrived), trains one server adapter in turn order (SplitFed-V2's shared adapter:
@@ -92,10 +96,9 @@ class TorchBackend(AnalyticBackend):
                  progress: bool = True, echo=print):
         super().__init__(problem)
         self.protocol = problem.protocol
-        if self.protocol == "fl":
-            raise ConfigError("protocol: fl runs with simulation.training: analytic only (real training of the "
-                              "unsplit model is not implemented); set simulation.training: analytic or pass "
-                              "--training analytic")
+        # fl: the engine's client k is the problem's k-th client, scenario client client_ids[k] (devices without
+        # the memory for the whole model take no part), whose data it trains on
+        self._data_client = [int(c) for c in problem.client_ids]
         self._handed = None  # sl: the adapter message on its way to the next client
         self._last_upload = None  # sl: the last client's upload of the round
         self.scenario = scenario
@@ -144,7 +147,12 @@ class TorchBackend(AnalyticBackend):
         system_config = cfg.system_config()
         if self.protocol == "sl":  # one server adapter, trained in turn order
             system_config = dataclasses.replace(system_config, server_mode="v2")
-        self.system = SplitFedSystem(model, system_config, data=data, batch_size=cfg.batch_size)
+        if self.protocol == "fl":
+            from ..training.federated_lora import FederatedLoraSystem
+
+            self.system = FederatedLoraSystem(model, system_config, data=data, batch_size=cfg.batch_size)
+        else:
+            self.system = SplitFedSystem(model, system_config, data=data, batch_size=cfg.batch_size)
         self.config = cfg
         self.initial_val_loss = self._evaluate()
         # model loading, data and the initial evaluation happen once, before the rounds: not engine overhead
@@ -192,6 +200,14 @@ class TorchBackend(AnalyticBackend):
         return float(self.system.adapter_bits())
 
     def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
+        if self.protocol == "fl":  # the whole model on the device: the real forward and loss run here
+            flops, duration = AnalyticBackend.forward(self, k, device_flops_per_s)
+            loss, wall = self._timed(self.system.clients[self._data_client[k]].forward)
+            if not math.isfinite(loss):
+                raise DataError(f"training diverged (loss={loss}) at client {self._data_client[k]}; lower "
+                                f"training.learning_rate")
+            self._losses.append(loss)
+            return flops, (self._scaled(wall, device_flops_per_s) if self.timing == "measured" else duration)
         client = self.system.clients[k]
         self._batch[k] = client.next_batch()
         flops, duration = super().forward(k, device_flops_per_s)
@@ -216,6 +232,9 @@ class TorchBackend(AnalyticBackend):
 
     def backward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
         flops, duration = super().backward(k, device_flops_per_s)
+        if self.protocol == "fl":
+            _, wall = self._timed(self.system.clients[self._data_client[k]].backward)
+            return flops, (self._scaled(wall, device_flops_per_s) if self.timing == "measured" else duration)
         wall = self._backward_s.pop(k)
         if self.timing == "measured":
             duration = self._scaled(wall, device_flops_per_s)
@@ -242,6 +261,9 @@ class TorchBackend(AnalyticBackend):
             # no FedAvg: the adapter the last client handed on is the round's client adapter
             self.system.fed_server.receive(self._last_upload)
             self._timed(self.system.aggregate)
+        elif self.protocol == "fl":
+            ids = range(len(self._data_client)) if participants is None else participants
+            self._timed(self.system.finish_round, [self._data_client[k] for k in ids])
         elif participants is None:
             self._timed(self.system.finish_round)
         else:

@@ -81,6 +81,7 @@ class Protocol:
         self.aggregation_s = float(aggregation_s)
         self.rounds = int(rounds)
         self.on_round_end = on_round_end
+        self.stop_after = None  # record -> a reason to stop after that round (str), or None
         self.on_iteration = on_iteration
         self.records: list[RoundRecord] = []
         self.discarded: list[RoundRecord] = []
@@ -409,6 +410,16 @@ def sl_coordinator_process(p: Protocol):
         record.metrics = p.backend.finish_round(t)
         if p.on_round_end is not None:
             p.on_round_end(record)
+        if _stops(p, record):
+            return
+
+
+def _stops(p: Protocol, record) -> bool:
+    """Whether the run ends after this round (``Protocol.stop_after``, e.g. the target loss met); says why."""
+    why = p.stop_after(record) if p.stop_after is not None else None
+    if why:
+        p.stopped = why
+    return bool(why)
 
 
 def _wait_for_clients(p: Protocol, need: int):
@@ -507,6 +518,8 @@ def coordinator_process(p: Protocol):
         record.metrics = p.backend.finish_round(t, participants)
         if p.on_round_end is not None:
             p.on_round_end(record)
+        if _stops(p, record):
+            return
 
 
 # protocol -> (client process or None, coordinator process)

@@ -258,6 +258,15 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                         client_ids=problem.client_ids, rule=rule if dynamic else None, availability=availability,
                         dynamic=dynamic, selection=scenario.round.selection, selection_rng=stream(scenario.seed,
                                                                                                   "selection"))
+    if target is not None and sim_cfg.stop_at_target:
+        def stop_at_target(record_):
+            loss = record_.metrics.get("val_loss", math.inf)
+            if loss <= target:
+                return (f"round {record_.round} met the target validation loss {target:.4g} ({loss:.4f}; "
+                        f"simulation.stop_at_target): the run ends after {len(protocol.records)} round(s)")
+            return None
+
+        protocol.stop_after = stop_at_target
     setup_before_s = backend.setup_wall_s
     wall_start = time.perf_counter()
     coordinator = protocol.start_processes()

@@ -130,10 +130,33 @@ def test_fl_with_no_device_able_to_hold_the_model_is_a_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_real_training_of_fl_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"^protocol: fl runs with simulation.training: analytic only") as err:
-        simulate(make_scenario(protocol="fl"), training="real", profile_source="analytic")
-    assert "\n" not in str(err.value)
+def test_real_fl_training_is_federated_lora_of_the_participants_by_hand(tmp_path, text_corpus):
+    """The engine's real fl run equals a replay: each participant (client 1 cannot hold the model) trains E
+    iterations of the whole model, then FedAvg over the participants; the validation losses are identical."""
+    from fsllm_sim.training.federated_lora import FederatedLoraSystem
+
+    devices = _memory_trace(tmp_path, [4 * FL_NEEDS_BYTES, FL_NEEDS_BYTES - 1, 4 * FL_NEEDS_BYTES])
+    scenario = make_scenario(protocol="fl", devices=devices, data={"source": text_corpus, "partition": "iid"},
+                             training={"batch_size": 2, "seq_len": 16, "local_iterations": 2},
+                             simulation={"rounds": 2, "training": "real"})
+    res = simulate(scenario, profile_source="analytic")
+    engine = [r.metrics["val_loss"] for r in res.rounds]
+    assert all(math.isfinite(x) for x in engine) and engine[-1] < res.initial_val_loss
+
+    cfg = training_config(scenario, split=4)
+    model, data = prepare_model_and_data(cfg)
+    val = validation_set(data)
+    torch.manual_seed(cfg.seed)
+    system = FederatedLoraSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
+    ev, replay = scenario.evaluation, []
+    for _ in range(2):
+        for k in (0, 2):
+            for _ in range(scenario.training.local_iterations):
+                system.iteration(k)
+        system.finish_round([0, 2])
+        replay.append(system.evaluate(val, batch_size=ev.batch_size, max_batches=ev.max_batches).loss)
+    assert replay == engine
+    assert {row[2] for row in res.trace.rows if row[3] == "forward"} == {0, 2}
 
 
 def _replay_sl(scenario, rounds: int, hand_on: bool):

@@ -166,3 +166,20 @@ def test_measured_timing_uses_a_host_profile(text_corpus, tmp_path):
                                                       "host_profile": str(path)})
     res = simulate(scenario, profile_source="analytic")
     assert res.settings["host_flops_per_s"] == speed
+
+
+def test_stop_at_target_ends_the_run_at_the_first_round_that_meets_it(text_corpus):
+    full = simulate(real_scenario(text_corpus, simulation={"rounds": 4, "training": "real"}),
+                    profile_source="analytic")
+    losses = [r.metrics["val_loss"] for r in full.rounds]
+    target = losses[1]  # met at round 2 (or earlier: the first crossing decides)
+    first = next(i for i, x in enumerate(losses) if x <= target) + 1
+    short = simulate(real_scenario(text_corpus, simulation={"rounds": 4, "training": "real", "stop_at_target": True,
+                                                            "target_val_loss": target}), profile_source="analytic")
+    assert len(short.rounds) == first < 4
+    assert [r.metrics["val_loss"] for r in short.rounds] == losses[:first]
+    assert short.time_to_target_s() == full.rounds[first - 1].end_s
+    assert any("simulation.stop_at_target" in n for n in short.summary()["notes"])
+    never = simulate(real_scenario(text_corpus, simulation={"rounds": 2, "training": "real", "stop_at_target": True,
+                                                            "target_val_loss": 1e-3}), profile_source="analytic")
+    assert len(never.rounds) == 2  # not met: every round of simulation.rounds
