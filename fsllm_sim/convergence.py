@@ -197,8 +197,13 @@ class ConvergenceModel:
                            f"{bs['exponent']:.3g} between {lo:g} and {hi:g} tokens per client step; the "
                            f"scenario's {step:g} (b L) is {where} that range, so the factor "
                            f"{self.batch_factor:.3g} applied to N(r) is an extrapolation")
+        span = self.measured_at.get("rank_range")
+        ranks = sorted({int(r) for r in scenario.lora.ranks} | {int(scenario.lora.rank)})
+        outside = [r for r in ranks if span and not span[0] <= r <= span[1]]
+        if outside:
+            out.append(f"convergence: {self.source} measured ranks {span[0]}..{span[1]}; N(r) at rank(s) "
+                       f"{', '.join(map(str, outside))} is an extrapolation of the fit {advice}")
         if self.unit == "tokens":
-            ranks = sorted({int(r) for r in scenario.lora.ranks} | {int(scenario.lora.rank)})
             floored = [r for r in ranks if float(self.tokens(r)) < MIN_ROUNDS * self.tokens_per_round]
             if floored:
                 out.append(f"convergence: at rank(s) {', '.join(map(str, floored))} {self.source} reaches its target "
@@ -445,6 +450,10 @@ def measured_at(doc: dict) -> dict:
         out["best_learning_rates"] = best
     if all(isinstance(out[k], int) and not isinstance(out[k], bool) for k in ("batch_size", "seq_len")):
         out["tokens_per_step"] = out["batch_size"] * out["seq_len"]
+    measured = [e["rank"] for e in doc.get("ranks") or [] if isinstance(e, dict) and isinstance(e.get("rank"), int)
+                and not isinstance(e.get("rank"), bool)]
+    if measured:
+        out["rank_range"] = [min(measured), max(measured)]
     return {k: v for k, v in out.items() if v is not None}
 
 
