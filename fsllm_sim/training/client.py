@@ -62,6 +62,13 @@ def normalise_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return ids, mask, labels
 
 
+def adapter_message(client_id: int, state, num_samples: int, precision: str) -> AdapterMessage:
+    """A client's adapter upload: its state cast to the wire ``precision``, with the bits that takes."""
+    sent = {k: wire_cast(v, precision) for k, v in state.items()}
+    return AdapterMessage(client_id=client_id, state=sent, num_samples=num_samples, precision=precision,
+                          payload_bits=state_bits(sent, precision))
+
+
 class SplitClient:
     def __init__(self, client_id: int, part: ClientPart, slots: AdapterSlots, initial_state: Mapping[str, torch.Tensor],
                  *, optimizer: OptimizerSpec, num_samples: int, batches: Iterator | None = None,
@@ -148,9 +155,7 @@ class SplitClient:
         if self._pending is not None:
             raise RuntimeError(f"client {self.client_id}: adapter_upload() while iteration {self._pending[0]} "
                                f"is in flight")
-        sent = {k: wire_cast(v, self.adapter_precision) for k, v in self.state.items()}
-        return AdapterMessage(client_id=self.client_id, state=sent, num_samples=self.num_samples,
-                              precision=self.adapter_precision, payload_bits=state_bits(sent, self.adapter_precision))
+        return adapter_message(self.client_id, self.state, self.num_samples, self.adapter_precision)
 
     def receive_broadcast(self, msg: BroadcastMessage) -> None:
         self.slots.check_state(msg.state)

@@ -15,7 +15,6 @@ card's total memory on CUDA, the physical memory on the CPU, unless given.
 """
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import os
 import platform
@@ -81,13 +80,10 @@ def profile_device(model_name: str = "smollm2-135m", *, batch_size: int = 4, seq
                    target_modules=None, device: str = "cpu", dtype: str = "float32", reps: int = 10,
                    warmup: int = 2, memory_bytes: int | None = None, client_id: int = 0, model=None) -> dict:
     """One device-trace row (:data:`PROFILE_COLUMNS`) measured on this host; see the module doc."""
-    from peft import inject_adapter_in_model
-
-    from fsllm_sim.training.flop_count import _BlockHolder, count_component_flops
-    from fsllm_sim.training.lora import LoraSpec, make_lora_config
+    from fsllm_sim.training.flop_count import count_component_flops, lora_block_copy
+    from fsllm_sim.training.lora import LoraSpec
     from fsllm_sim.training.models import load_model
-    from fsllm_sim.training.split import (causal_lm_loss, decoder_blocks, prepare_block_inputs, run_block,
-                                          split_model)
+    from fsllm_sim.training.split import causal_lm_loss, prepare_block_inputs, run_block, split_model
 
     for name, value, lo, hi in (("batch_size", batch_size, 1, 4096), ("seq_len", seq_len, 2, 131_072),
                                 ("rank", rank, 1, 4096), ("reps", reps, 3, 10_000), ("warmup", warmup, 0, 1000)):
@@ -102,13 +98,7 @@ def profile_device(model_name: str = "smollm2-135m", *, batch_size: int = 4, seq
     spec = LoraSpec(rank=rank, target_modules=tuple(target_modules) if target_modules else None).validate(lm.family)
 
     hf, fam = lm.model, lm.family
-    holder = _BlockHolder(copy.deepcopy(decoder_blocks(hf)[0]))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        inject_adapter_in_model(make_lora_config(fam, spec), holder)
-    for n, p in holder.named_parameters():
-        p.requires_grad_("lora_" in n)
-    holder.eval().to(compute.device)
+    holder = lora_block_copy(lm, spec).to(compute.device)
     block = holder.blocks[0]
     hf.to(compute.device)
     client, server = split_model(hf, 1, compute)

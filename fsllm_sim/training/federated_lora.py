@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from fsllm_sim.errors import ConfigError
-from fsllm_sim.training.client import normalise_batch
+from fsllm_sim.training.client import adapter_message, normalise_batch
 from fsllm_sim.training.device import resolve_compute
 from fsllm_sim.training.evaluation import EvalResult, evaluate_split
 from fsllm_sim.training.fed_server import FederatedServer
@@ -24,7 +24,7 @@ from fsllm_sim.training.messages import AdapterMessage, BroadcastMessage
 from fsllm_sim.training.models import LoadedModel
 from fsllm_sim.training.split import check_batch, split_model
 from fsllm_sim.training.system import SplitFedConfig
-from fsllm_sim.training.wire import check_precision, state_bits, wire_cast
+from fsllm_sim.training.wire import check_precision, state_bits
 
 
 class _Slots:
@@ -105,10 +105,7 @@ class FederatedLoraClient:
         self._pending = None
 
     def adapter_upload(self) -> AdapterMessage:
-        prec = self.system.adapter_precision
-        sent = {k: wire_cast(v, prec) for k, v in self.state.items()}
-        return AdapterMessage(client_id=self.client_id, state=sent, num_samples=self.num_samples, precision=prec,
-                              payload_bits=state_bits(sent, prec))
+        return adapter_message(self.client_id, self.state, self.num_samples, self.system.adapter_precision)
 
     def receive_broadcast(self, msg: BroadcastMessage) -> None:
         copy_into(self.state, msg.state)

@@ -231,11 +231,23 @@ class _BlockHolder(nn.Module):
         self.blocks = nn.ModuleList([block])
 
 
+def lora_block_copy(model: LoadedModel, spec: LoraSpec) -> _BlockHolder:
+    """One block of the real model with LoRA of ``spec`` (a copy: the loaded model stays untouched), only the LoRA
+    factors trainable, in eval mode, in a holder whose parameter names the adapter slots recognise."""
+    from peft import inject_adapter_in_model
+
+    holder = _BlockHolder(copy.deepcopy(decoder_blocks(model.model)[0]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        inject_adapter_in_model(make_lora_config(model.family, spec), holder)
+    for n, p in holder.named_parameters():
+        p.requires_grad_("lora_" in n)
+    return holder.eval()
+
+
 def count_component_flops(model: LoadedModel | str, rank: int, batch_size: int, seq_len: int, *,
                           target_modules=None, cache=None, use_cache: bool = True) -> ComponentFlops:
     """Counted FLOPs of the embedding, one block (fwd; bwd generic and first) and head+loss at rank r."""
-    from peft import inject_adapter_in_model
-
     model = _resolve(model, cache)
     _check_shape(batch_size, seq_len, model)
     spec = LoraSpec(rank=rank, target_modules=tuple(target_modules) if target_modules else None).validate(model.family)
@@ -250,14 +262,7 @@ def count_component_flops(model: LoadedModel | str, rank: int, batch_size: int, 
     if has_lora(hf):
         raise ConfigError(f"model {model.name!r} already carries LoRA layers (used by a SplitFedSystem?); count "
                           f"FLOPs on a freshly loaded model")
-    # one block of the real model with LoRA of rank r (a copy: the loaded model stays untouched)
-    holder = _BlockHolder(copy.deepcopy(decoder_blocks(hf)[0]))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        inject_adapter_in_model(make_lora_config(fam, spec), holder)
-    for n, p in holder.named_parameters():
-        p.requires_grad_("lora_" in n)
-    holder.eval()
+    holder = lora_block_copy(model, spec)
     block = holder.blocks[0]
     lora_params = [p for n, p in holder.named_parameters() if "lora_" in n]
 
