@@ -10,7 +10,7 @@
 #   3. the shipped file: step 2's calibration, with step 1's target as its second_target and its rate search as
 #      learning_rate_grid, and the precision_penalty and batch_scaling sections of the file it replaces (measured
 #      at the earlier calibration's settings: K = 4, E = 2, b = 2, L = 64, target 4.49; kept, and labelled so).
-# Each run stops at its target (calibration.stop_at_target), so the cost is what the targets need: about 2.4 h of
+# Each run stops at its target (calibration.stop_at_target), so the cost is what the targets need: about 1.2 h of
 # one CPU core for step 1 and 1.3 h for step 2 on the development machine (training.wall_s in each file).
 set -euo pipefail
 cd "$(dirname "$0")/.."

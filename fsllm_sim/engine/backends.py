@@ -134,7 +134,7 @@ class TorchBackend(AnalyticBackend):
             from ..training.device import resolve_compute
             from ..training.host_speed import host_speed_from_profile, measure_host_flops_per_s
 
-            profile = getattr(self.scenario.simulation, "host_profile", None)
+            profile = self.scenario.simulation.host_profile
             if profile:
                 self.host_flops_per_s, notes = host_speed_from_profile(profile, cfg)
                 for line in notes:
@@ -201,7 +201,7 @@ class TorchBackend(AnalyticBackend):
 
     def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
         if self.protocol == "fl":  # the whole model on the device: the real forward and loss run here
-            flops, duration = AnalyticBackend.forward(self, k, device_flops_per_s)
+            flops, duration = super().forward(k, device_flops_per_s)
             loss, wall = self._timed(self.system.clients[self._data_client[k]].forward)
             if not math.isfinite(loss):
                 raise DataError(f"training diverged (loss={loss}) at client {self._data_client[k]}; lower "

@@ -34,10 +34,6 @@ class Compute:
     dtype: torch.dtype
 
     @property
-    def name(self) -> str:
-        return f"{self.device} {str(self.dtype).removeprefix('torch.')}"
-
-    @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 

@@ -60,7 +60,7 @@ def time_op(fn, compute: Compute, *, reps: int, warmup: int = 2) -> Timing:
         fn()
         compute.synchronize()
         times.append(time.perf_counter() - t0)
-    q = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
+    q = statistics.quantiles(times, n=4, method="inclusive")  # reps >= 3 (profile_device checks)
     return Timing(median_s=statistics.median(times), q1_s=q[0], q3_s=q[2])
 
 
@@ -110,33 +110,21 @@ def profile_device(model_name: str = "smollm2-135m", *, batch_size: int = 4, seq
 
     compute.reset_peak_memory()
     cpu_reset = (not compute.is_cuda) and reset_process_peak_rss()
-    state: dict = {}
 
     def block_forward():
         x = hidden0.detach().requires_grad_(True)
         with compute.autocast():
-            state["out"] = run_block(fam, block, x, inputs)
-
-    def block_backward():
-        if "out" not in state:
-            block_forward()
-        out = state.pop("out")
-        out.backward(torch.ones_like(out))
+            return run_block(fam, block, x, inputs)
 
     def block_pair():  # forward then backward, timed as one (what the block's speed is made of)
-        block_forward()
-        block_backward()
+        out = block_forward()
+        out.backward(torch.ones_like(out))
 
     def head_forward():
         h = hidden0.detach().requires_grad_(True)
         with compute.autocast():
             logits = server.lm_head(server.norm(h))
-        state["loss"] = causal_lm_loss(logits, ids)
-
-    def head_backward():
-        if "loss" not in state:
-            head_forward()
-        state.pop("loss").backward()
+        return causal_lm_loss(logits, ids)
 
     with torch.enable_grad():
         with torch.no_grad():
@@ -144,7 +132,7 @@ def profile_device(model_name: str = "smollm2-135m", *, batch_size: int = 4, seq
         t_bf = time_op(block_forward, compute, reps=reps, warmup=warmup)
         t_pair = time_op(block_pair, compute, reps=reps, warmup=warmup)
         t_hf = time_op(head_forward, compute, reps=reps, warmup=warmup)
-        t_hpair = time_op(lambda: (head_forward(), head_backward()), compute, reps=reps, warmup=warmup)
+        t_hpair = time_op(lambda: head_forward().backward(), compute, reps=reps, warmup=warmup)
     block_s = t_pair.median_s
     block_bwd_s = max(block_s - t_bf.median_s, 1e-12)
     head_bwd_s = max(t_hpair.median_s - t_hf.median_s, 1e-12)

@@ -11,6 +11,7 @@ tests show to be the unsplit peft model; the adapter keys are ``blocks.0..J-1``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 
@@ -33,13 +34,7 @@ class _Slots:
     def __init__(self, *slots: AdapterSlots):
         self.parts = slots
 
-    @property
-    def keys(self) -> list[str]:
-        return [k for s in self.parts for k in s.keys]
-
     def use(self, state):
-        from contextlib import ExitStack
-
         stack = ExitStack()
         for s in self.parts:
             stack.enter_context(s.use(state))
@@ -95,8 +90,7 @@ class FederatedLoraClient:
         if self._pending is None:
             raise RuntimeError(f"client {self.client_id}: backward() without a pending forward()")
         loss, self._pending = self._pending, None
-        with self.system.slots.use(self.state):
-            loss.backward()
+        loss.backward()  # the graph holds this client's adapter tensors: no slots needed
         self.optimizer_spec.step(self.optimizer, self.iterations_done)
         self.optimizer.zero_grad(set_to_none=True)
         self.iterations_done += 1
