@@ -122,3 +122,52 @@ def test_main_exits_1_on_failure(tmp_path, monkeypatch, capsys):
     assert rt.main([broken.stem]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "FAILED 99-broken: line 2: ZeroDivisionError" in err[0]
+
+
+def test_the_output_shown_must_be_what_was_printed(tmp_path):
+    body = """
+        ```python
+        for i in range(3):
+            print(f"line {i} took {0.1 * i:.2f} s")
+        ```
+        It prints
+        ```
+        {shown}
+        ```
+    """
+    for shown, ok in [("line 0 took 0.00 s\nline 1 took 0.10 s\nline 2 took 0.20 s", True),
+                      ("line 0 took ... s\n...\nline 2 took ... s", True),
+                      ("...", True),
+                      ("line 0 took 0.00 s\nline 1 took 0.11 s\nline 2 took 0.20 s", False),
+                      ("line 0 took 0.00 s\nline 2 took 0.20 s", False),
+                      ("line 0 took 0.00 s\n...\nline 3 took 0.30 s", False)]:
+        text = textwrap.dedent(body).replace("{shown}", shown)
+        path = tmp_path / "99-output.md"
+        path.write_text(text)
+        result = rt.run_tutorial(path, tmp_path / "work")
+        assert result.ok is ok, (shown, result.message)
+        if not ok:
+            assert result.message.startswith("99-output: line 8: the output shown is not what was printed")
+
+
+def test_a_commands_shown_output_is_checked_and_update_output_rewrites_it(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: s\nclients:\n  count: 2\n")
+    path = _tutorial(tmp_path, """
+        <!-- file: s.yaml -->
+        ```yaml
+        name: s
+        clients:
+          count: 2
+        ```
+        ```console
+        $ fsllm-sim validate s.yaml
+        s.yaml: valid (scenario 's', K=3, model smollm2-135m)
+        $ fsllm-sim validate s.yaml
+        ```
+    """)
+    result = rt.run_tutorial(path, tmp_path / "work")
+    assert not result.ok and "line 10: the output shown is not what was printed" in result.message
+    assert "K=3" in result.message and "K=2" in result.message
+    assert rt.update_outputs(path, result.outputs) == 1
+    assert "s.yaml: valid (scenario 's', K=2, model smollm2-135m)\n$ fsllm-sim validate s.yaml\n" in path.read_text()
+    assert rt.run_tutorial(path, tmp_path / "work2").ok
