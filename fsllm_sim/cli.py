@@ -187,6 +187,14 @@ def _cmd_profile_device(args) -> int:
     return 0
 
 
+def _cmd_privacy(args) -> int:
+    from .config import load_scenario
+    from .jobs.privacy import run_privacy
+
+    run_privacy(load_scenario(args.scenario), runs_dir=args.runs_dir, progress=not args.no_progress)
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from .benchmarks.runner import run_benchmarks
 
@@ -369,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--count", type=int, default=1, help="client rows of this device to write (default 1)")
     prof.add_argument("--append", action="store_true", help="add the rows after those already in --out")
     prof.set_defaults(func=_cmd_profile_device)
+
+    priv = scenario_cmd("privacy", _cmd_privacy, "measure how much of the clients' text an attacker recovers from "
+                                                 "the activations at each split and defence (privacy.csv, "
+                                                 "privacy.json for privacy.file; docs/privacy.md)")
+    priv.add_argument("--runs-dir", help="folder for run directories (default: the scenario's output.runs_dir)")
+    priv.add_argument("--no-progress", action="store_true", help="hide progress lines")
 
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")
     # No argparse `choices` here: with nargs="*" it rejects the list default; run_benchmarks checks names.

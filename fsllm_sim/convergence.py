@@ -17,13 +17,17 @@ the factors in force):
   precision, the factor T_precision(r) / T_own(r) measured at the same absolute target (geometric mean over
   ranks, 95 % bootstrap interval over seeds). A scenario whose ``training.activation_precision`` has a
   measured penalty gets T(r) times that factor, so an int8 wire is not free in the objective N(r) T_round.
+* ``noise_penalty`` (written by the same check from a calibration that differs only in
+  ``training.activation_noise_sigma``): for each measured sigma, the factor T_noisy(r) / T_own(r), applied to a
+  scenario with that noise; the defence's cost to learning, as the wire's.
 * ``batch_scaling`` (written by ``python -m fsllm_sim.training.transfer_check A B --into FILE``): T(r)
   scales with (b L / (b L of the calibration))^beta, tokens per client step relative to the calibration's,
   with beta measured from two calibrations that differ in b L. Outside the measured range of b L by more
   than :data:`BATCH_EXTRAPOLATION_FACTOR` the correction is an extrapolation and says so in one line.
 
 Some differences the token model does not cover at all: another model, a wire precision with no measured
-penalty, LoRA scaling, a learning rate outside the calibration's (or outside its grid, when it chose a
+penalty, activation noise of a sigma with no measured penalty (a file that does not record
+``activation_noise_sigma`` was measured without noise), LoRA scaling, a learning rate outside the calibration's (or outside its grid, when it chose a
 best learning rate per rank from a grid) or another partition. Each is reported by
 :meth:`ConvergenceModel.regime_warnings` as one line, so no number is used silently out of the regime it
 was measured in. With ``convergence.calibration: null`` the scenario's own a, b, c are N(r) in rounds, as
@@ -75,8 +79,9 @@ def scenario_tokens_per_step(scenario) -> int:
 class ConvergenceModel:
     """N(r) = (a + b r^(-c)) x ``factor`` in rounds (``unit: rounds``), or T(r) = (a + b r^(-c)) x ``factor``
     training tokens divided by ``tokens_per_round`` (``unit: tokens``). ``factor`` = ``precision_factor`` x
-    ``batch_factor``: the measured penalty of the scenario's wire precision and the tokens-per-step
-    correction (both 1 unless the calibration file carries them; see the module doc). ``measured_at``
+    ``batch_factor`` x ``noise_factor``: the measured penalty of the scenario's wire precision, the tokens-per-step
+    correction and the measured penalty of its activation noise (each 1 unless the calibration file carries it;
+    see the module doc; ``noise_penalties`` maps each measured sigma to its factor). ``measured_at``
     records the calibration's settings, ``penalties`` the measured penalty of each other precision
     (``penalised_precision`` is the one applied), ``batch_scaling`` the exponent, its measured range and the
     tokens per client step of the calibration and of the scenario."""
@@ -93,6 +98,9 @@ class ConvergenceModel:
     penalties: dict = field(default_factory=dict, compare=False)
     penalised_precision: str | None = None
     batch_scaling: dict | None = field(default=None, compare=False)
+    noise_factor: float = 1.0
+    noise_penalties: dict = field(default_factory=dict, compare=False)
+    penalised_noise: float | None = None
 
     def __post_init__(self):
         for name in ("a", "b", "c"):
@@ -101,7 +109,7 @@ class ConvergenceModel:
                 raise ConfigError(f"convergence.{name}={value} must be a finite number >= 0")
         if self.a + self.b <= 0:
             raise ConfigError("convergence: a + b must be > 0 (N(1) would be zero rounds)")
-        for name in ("precision_factor", "batch_factor"):
+        for name in ("precision_factor", "batch_factor", "noise_factor"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"convergence {name}={value} must be a finite number > 0")
@@ -112,8 +120,9 @@ class ConvergenceModel:
 
     @property
     def factor(self) -> float:
-        """What multiplies the fit a + b r^(-c): the precision penalty times the tokens-per-step correction."""
-        return float(self.precision_factor) * float(self.batch_factor)
+        """What multiplies the fit a + b r^(-c): the precision penalty, the tokens-per-step correction and the
+        noise penalty."""
+        return float(self.precision_factor) * float(self.batch_factor) * float(self.noise_factor)
 
     @property
     def description(self) -> str:
@@ -129,6 +138,9 @@ class ConvergenceModel:
             bs = self.batch_scaling
             text += (f", x {self.batch_factor:.4g} for {bs['scenario']:g} tokens per client step (calibrated at "
                      f"{bs['calibration']:g}, exponent {bs['exponent']:.3g})")
+        if self.noise_factor != 1.0:
+            text += (f", x {self.noise_factor:.4g} for activation noise of sigma {self.penalised_noise:g} "
+                     f"(measured penalty)")
         if self.unit == "tokens":
             text += f"; N(r) = T(r) / {self.tokens_per_round:g} tokens per round"
         return text
@@ -163,6 +175,15 @@ class ConvergenceModel:
             if measured != wanted:
                 out.append(f"convergence: {self.source} was measured with {label} {measured!r}, the scenario uses "
                            f"{wanted!r}, which N(r) does not account for {advice}")
+        sigma = float(scenario.training.activation_noise_sigma)
+        own_sigma = float(self.measured_at.get("activation_noise_sigma") or 0.0)  # a file of before it: no noise
+        if sigma != own_sigma and noise_penalty_of(self.noise_penalties, sigma) is None:
+            measured = "without activation noise" if own_sigma == 0 else f"with activation noise sigma {own_sigma:g}"
+            known = (f"; noise penalties are measured for sigma {', '.join(sorted(self.noise_penalties))} only"
+                     if self.noise_penalties else "")
+            added = f"adds noise of sigma {sigma:g}" if sigma > 0 else "adds no noise"
+            out.append(f"convergence: {self.source} was measured {measured}, the scenario {added}, which N(r) "
+                       f"does not account for{known} {advice}")
         own, wanted = self.measured_at.get("activation_precision"), scenario.training.activation_precision
         measured_penalties = sorted(self.penalties)
         if own is not None and wanted != own and wanted not in measured_penalties:
@@ -314,6 +335,7 @@ def read_calibration_document(path, *, require_fit: bool = True) -> dict:
         target["value"] = check_number(target["value"], _fit_specs()["target"],
                                        f"calibration file {shown}: target.value (calibration.target_val_loss)")
     _check_precision_penalty(doc, shown)
+    _check_noise_penalty(doc, shown)
     _check_batch_scaling(doc, shown)
     doc["_path"] = str(p)
     return doc
@@ -381,6 +403,42 @@ def _check_precision_penalty(doc: dict, shown: str) -> None:
         entry["ci95"] = _check_interval(entry.get("ci95"), spec, f"{where}.{name}.ci95")
 
 
+def noise_penalty_of(penalties: dict, sigma: float):
+    """The measured factor for noise ``sigma`` among ``penalties`` (keys: sigma as text), or None."""
+    for key, factor in penalties.items():
+        if abs(float(key) - float(sigma)) <= 1e-9 * max(1.0, abs(float(sigma))):
+            return factor
+    return None
+
+
+def _check_noise_penalty(doc: dict, shown: str) -> None:
+    """``noise_penalty``: null, or {sigma: {factor, ci95?, ...}} for noise sigmas other than the calibration's
+    own (sigma > 0 as text, e.g. "0.25"); checked in place."""
+    from .config.loader import check_number
+
+    section = doc.get("noise_penalty")
+    if section is None:
+        return
+    where = f"calibration file {shown}: noise_penalty"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where} is {_short(section)} (allowed: a mapping from a noise sigma to its measured "
+                          f"penalty, or null)")
+    spec = _spec(**PENALTY_FACTOR)
+    for name, entry in section.items():
+        try:
+            sigma = float(name)
+        except (TypeError, ValueError):
+            sigma = float("nan")
+        if not (0 < sigma <= 100):
+            raise ConfigError(f"{where}: {_short(name)} is not a noise sigma (allowed: a number > 0 and <= 100, "
+                              f"as text)")
+        if not isinstance(entry, dict) or "factor" not in entry:
+            raise ConfigError(f"{where}.{name} is {_short(entry)} (allowed: a mapping with factor, "
+                              f"{spec.allowed()})")
+        entry["factor"] = check_number(entry["factor"], spec, f"{where}.{name}.factor")
+        entry["ci95"] = _check_interval(entry.get("ci95"), spec, f"{where}.{name}.ci95")
+
+
 def _check_batch_scaling(doc: dict, shown: str) -> None:
     """``batch_scaling``: null, or {exponent, ci95?, tokens_per_step_range: [lo, hi], ...}; checked in place."""
     from .config.loader import check_number
@@ -433,8 +491,9 @@ def measured_at(doc: dict) -> dict:
            "local_iterations": get("local_iterations", "local_iters"), "batch_size": get("batch_size"),
            "seq_len": get("seq_len"), "activation_precision": get("activation_precision"),
            "lora_scaling": get("lora_scaling", default="standard"), "lora_alpha_per_rank": get("lora_alpha_per_rank"),
-           "learning_rate": get("learning_rate", "lr"), "partition": get("partition")}
-    for key in ("lora_alpha_per_rank", "learning_rate"):
+           "learning_rate": get("learning_rate", "lr"), "partition": get("partition"),
+           "activation_noise_sigma": get("activation_noise_sigma")}
+    for key in ("lora_alpha_per_rank", "learning_rate", "activation_noise_sigma"):
         if isinstance(out[key], (int, float)) and not isinstance(out[key], bool):
             out[key] = float(out[key])
     grid = doc.get("learning_rates")
@@ -459,22 +518,26 @@ def measured_at(doc: dict) -> dict:
 
 def load_calibration_fit(path, scenario_tokens_per_round: float | None = None, *,
                          activation_precision: str | None = None,
-                         tokens_per_step: float | None = None) -> ConvergenceModel:
+                         tokens_per_step: float | None = None,
+                         activation_noise_sigma: float | None = None) -> ConvergenceModel:
     """The fit of a calibration file written by `fsllm-sim calibrate`.
 
     With ``scenario_tokens_per_round`` the fit is read as training tokens to the target (rounds of the
     calibration times its own K E b L) and evaluated in the scenario's rounds, times the file's measured
     penalty for ``activation_precision`` (when it has one and the precision is not its own) and its
     tokens-per-step correction (b L = ``tokens_per_step`` against its own b L, when it carries
-    ``batch_scaling``); without it, in the calibration's own rounds, uncorrected."""
+    ``batch_scaling``) and its measured penalty for ``activation_noise_sigma`` (when it carries one for that
+    sigma); without it, in the calibration's own rounds, uncorrected."""
     doc = read_calibration_document(path)
     fit, where = doc["fit"], doc["_path"]
     regime = measured_at(doc)
     penalties = {k: float(v["factor"]) for k, v in (doc.get("precision_penalty") or {}).items()}
+    noise_penalties = {k: float(v["factor"]) for k, v in (doc.get("noise_penalty") or {}).items()}
     try:
         a, b, c = float(fit["a"]), float(fit["b"]), float(fit["c"])
         if scenario_tokens_per_round is None:
-            return ConvergenceModel(a=a, b=b, c=c, source=where, measured_at=regime, penalties=penalties)
+            return ConvergenceModel(a=a, b=b, c=c, source=where, measured_at=regime, penalties=penalties,
+                                    noise_penalties=noise_penalties)
         if doc.get("unit") == "tokens":
             scale = 1.0
         else:
@@ -488,6 +551,12 @@ def load_calibration_fit(path, scenario_tokens_per_round: float | None = None, *
         if activation_precision is not None and activation_precision != regime.get("activation_precision") \
                 and activation_precision in penalties:
             precision_factor, penalised = penalties[activation_precision], activation_precision
+        noise_factor, noised = 1.0, None
+        own_sigma = float(regime.get("activation_noise_sigma") or 0.0)
+        if activation_noise_sigma is not None and float(activation_noise_sigma) != own_sigma:
+            measured = noise_penalty_of(noise_penalties, float(activation_noise_sigma))
+            if measured is not None:
+                noise_factor, noised = measured, float(activation_noise_sigma)
         batch_factor, batch = 1.0, None
         section = doc.get("batch_scaling")
         if section and tokens_per_step is not None:
@@ -501,7 +570,8 @@ def load_calibration_fit(path, scenario_tokens_per_round: float | None = None, *
         return ConvergenceModel(a=a * scale, b=b * scale, c=c, source=where, unit="tokens",
                                 tokens_per_round=float(scenario_tokens_per_round), measured_at=regime,
                                 precision_factor=precision_factor, batch_factor=batch_factor, penalties=penalties,
-                                penalised_precision=penalised, batch_scaling=batch)
+                                penalised_precision=penalised, batch_scaling=batch, noise_factor=noise_factor,
+                                noise_penalties=noise_penalties, penalised_noise=noised)
     except ConfigError as exc:
         raise ConfigError(f"calibration file {where!r}: {exc}") from None
 
@@ -516,4 +586,5 @@ def load_convergence(scenario) -> ConvergenceModel:
     path = builtin_calibration_path() if cfg.calibration == BUILTIN_CALIBRATION else cfg.calibration
     return load_calibration_fit(path, scenario_tokens_per_round(scenario),
                                 activation_precision=scenario.training.activation_precision,
-                                tokens_per_step=scenario_tokens_per_step(scenario))
+                                tokens_per_step=scenario_tokens_per_step(scenario),
+                                activation_noise_sigma=scenario.training.activation_noise_sigma)

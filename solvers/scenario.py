@@ -17,6 +17,7 @@ from fsllm_sim.delay import server_speed_seen_flops_per_s
 from fsllm_sim.devices import aggregation_time_s
 from fsllm_sim.errors import ConfigError
 from fsllm_sim.memory import fl_exclusion_line, fl_participants
+from fsllm_sim.privacy import effective_min_split
 
 from .problem import Problem, SplitRankProfile
 
@@ -67,7 +68,7 @@ def build_problem(scenario, env, fleet, profile: SplitRankProfile, convergence, 
         convergence=convergence,
         p_total_s_w=env.p_total_s_w,
         p_total_f_w=env.p_total_f_w,
-        min_split=scenario.split.min_layer,
+        min_split=effective_min_split(scenario),
         client_memory_limit_bytes=memory_limit,
         rate_model=rates,
         rician_k_linear=np.asarray(env.rician_k_linear, dtype=float) if rates == "ergodic" else None,
@@ -91,7 +92,7 @@ def _sl_problem(scenario, env, fleet, profile, convergence, gain_s, gain_f, rate
         server_flops_per_s=float(scenario.server.flops_per_s), downlink_rate_bps=env.downlink_rate_bps(1),
         broadcast_rate_bps=env.broadcast_rate_bps(), aggregation_time_s=0.0, profile=profile,
         convergence=convergence, p_total_s_w=env.p_total_s_w, p_total_f_w=env.p_total_f_w,
-        min_split=scenario.split.min_layer,
+        min_split=effective_min_split(scenario),
         client_memory_limit_bytes=fleet.memory_bytes if profile.client_memory_bytes is not None else None,
         rate_model=rates,
         rician_k_linear=np.asarray(env.rician_k_linear, dtype=float) if rates == "ergodic" else None,

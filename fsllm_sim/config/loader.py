@@ -461,9 +461,14 @@ def _cross_checks(s: Scenario) -> None:
     if spd.distribution == "trace" and not spd.trace_path:
         _fail("devices.speed.trace_path", "a trace file is required when devices.speed.distribution is trace")
     _dynamics_checks(s)
+    _privacy_checks(s)
     dev = s.training.device
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", dev):
         _fail("training.device", f"{shorten(dev)} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+    sigma = s.training.activation_noise_sigma
+    if s.protocol == "fl" and sigma > 0:
+        _fail("training.activation_noise_sigma", f"{sigma:g} needs activations on the wire, and protocol fl sends "
+                                                 f"none (allowed: 0 under fl; the noise is for sfl and sl)")
     cal = s.calibration
     for flag, on in (("stop_at_target", cal.stop_at_target),
                      ("learning_rate_search", cal.learning_rate_search == "first_seed")):
@@ -478,6 +483,25 @@ def _cross_checks(s: Scenario) -> None:
         parse_target_rule(s.calibration.target_rule)
     except ConfigError as exc:
         _fail("calibration.target_rule", str(exc))
+
+
+def _privacy_checks(s: Scenario) -> None:
+    from ..privacy import ATTACKS
+
+    pv = s.privacy
+    precisions = field_spec(Scenario, "training.activation_precision").choices
+    for i, wire in enumerate(pv.wires):
+        if wire not in precisions:
+            _fail(f"privacy.wires[{i}]", f"{shorten(wire)} is not a wire precision (allowed: {', '.join(precisions)})")
+    for i, attack in enumerate(pv.attacks):
+        if attack not in ATTACKS:
+            _fail(f"privacy.attacks[{i}]", f"{shorten(attack)} is not an attack (allowed: {', '.join(ATTACKS)})")
+    if not pv.attacks or not pv.wires or not pv.noise_sigmas:
+        empty = "attacks" if not pv.attacks else "wires" if not pv.wires else "noise_sigmas"
+        _fail(f"privacy.{empty}", "is empty (allowed: a list of at least one value)")
+    for limit in ("max_token_accuracy", "max_rouge_l"):
+        if getattr(pv, limit) is not None and pv.file is None:
+            _fail(f"privacy.{limit}", "needs privacy.file (builtin, or the privacy.json of `fsllm-sim privacy`)")
 
 
 def _dynamics_checks(s: Scenario) -> None:
@@ -567,7 +591,8 @@ def _resolve_paths(s: Scenario, base: Path) -> Scenario:
     if plugins:
         s = replace(s, solver=replace(s.solver, plugins=tuple(
             fix(p) if p.endswith(".py") or "/" in p or os.sep in p else p for p in plugins)))
-    return replace(s, devices=replace(s.devices, speed=speed), convergence=conv, data=data)
+    privacy = replace(s.privacy, file=fix(s.privacy.file))
+    return replace(s, devices=replace(s.devices, speed=speed), convergence=conv, data=data, privacy=privacy)
 
 
 def _read_scenario_text(p: Path, shown: str) -> str:
@@ -645,4 +670,12 @@ def problem_fingerprint(s: Scenario) -> str:
     # where the host trains (and in what compute dtype) is not part of the allocation problem
     for key in ("device", "dtype"):
         data.get("training", {}).pop(key, None)
+    # only a leakage limit changes the problem (its feasible splits), not how `fsllm-sim privacy` measures
+    limits = {k: v for k, v in data.pop("privacy", {}).items()
+              if k in ("file", "max_token_accuracy", "max_rouge_l") and v is not None}
+    if limits.get("max_token_accuracy") is not None or limits.get("max_rouge_l") is not None:
+        data["privacy"] = limits
+    # no activation noise (the default) keeps the fingerprints made before the defence existed
+    if data.get("training", {}).get("activation_noise_sigma") == 0.0:
+        del data["training"]["activation_noise_sigma"]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]

@@ -323,6 +323,12 @@ class TrainingConfig:
                                               "signal (per-channel scales, outlier channels sent at fp16, side "
                                               "information counted in the bits); int8-tensor is one scale per "
                                               "tensor.", choices=("fp32", "fp16", "bf16", "int8", "int8-tensor"))
+    # le: fsllm_sim.training.defences.MAX_NOISE_SIGMA, written out so the config layer does not import torch
+    # (tests/training/test_activation_noise.py checks the two agree)
+    activation_noise_sigma: float = param(0.0, "Defence: Gaussian noise added to the activations a client sends, "
+                                               "σ times each token's RMS (0: none; the server and any attacker "
+                                               "see the noisy values; the returned gradient passes through "
+                                               "unchanged)", ge=0, le=100.0)
     adapter_precision: str = param("fp32", "Wire precision of adapter uploads and the broadcast.",
                                    choices=("fp32", "fp16", "bf16", "int8", "int8-tensor"))
     device: str = param("cpu", "Where real training runs: cpu, cuda (cuda:N for one card of several) or auto (CUDA "
@@ -387,6 +393,41 @@ class CalibrationConfig:
                                                    "over the seeds; first_seed: each rank's rate chosen on the first "
                                                    "seed, the other seeds trained at it only (needs "
                                                    "target_val_loss).", choices=("all_seeds", "first_seed"))
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    file: Optional[str] = param(None, "Measured leakage (`fsllm-sim privacy`'s privacy.json) the limits below read: "
+                                      "builtin (the shipped SmolLM2-135M measurement), a path, or null (no "
+                                      "measured limit; split.min_layer alone is the floor).",
+                                nullable=True, kind="path")
+    max_token_accuracy: Optional[float] = param(None, "Leakage limit: every split (at the scenario's wire precision "
+                                                      "and noise) whose upper 95 % bound of token accuracy, over "
+                                                      "the attacks measured, exceeds it is infeasible (null: none).",
+                                                ge=0, le=1, nullable=True, kind="float")
+    max_rouge_l: Optional[float] = param(None, "Leakage limit as max_token_accuracy, on ROUGE-L F1 (null: none).",
+                                         ge=0, le=1, nullable=True, kind="float")
+    splits: Optional[tuple] = param(None, "Splits `fsllm-sim privacy` measures (0: the embedding output; null: 0, "
+                                          "1, 2, 4, 8, ... and J-1).", kind="list[int]", nullable=True,
+                                    ge=0, le=1023)
+    attacks: tuple = param(["linear", "mlp", "optimisation", "frequency"],
+                           "Attacks measured: linear and mlp (inverters learned on public text), optimisation "
+                           "(white-box search of input embeddings), frequency (the baseline).", kind="list[str]")
+    noise_sigmas: tuple = param([0.0, 0.25, 1.0], "Noise defences measured: sigma relative to each token's "
+                                                   "activation RMS (0: none).", kind="list[float]", ge=0, le=100)
+    wires: tuple = param(["fp16", "int8"], "Wire precisions measured (the activations as sent).", kind="list[str]")
+    seq_len: Optional[int] = param(None, "Tokens per held-out text (null: training.seq_len).", ge=2, le=4096,
+                                   nullable=True, kind="int")
+    heldout_texts: int = param(64, "Held-out client texts each attack is scored on.", ge=2, le=100_000)
+    public_tokens: int = param(20000, "Public tokens the learned inverters train on.", ge=64, le=10 ** 8)
+    public_fraction: float = param(0.5, "Share of the text's groups (plays, files) that are public; the rest are "
+                                        "the clients' (disjoint).", gt=0, lt=1)
+    mlp_steps: int = param(300, "Adam steps of the MLP inverter.", ge=1, le=10 ** 6)
+    optimisation_steps: int = param(100, "Adam steps of the optimisation attack.", ge=1, le=10 ** 6)
+    optimisation_texts: int = param(8, "Held-out texts the optimisation attack runs on (it is the costly one).",
+                                    ge=1, le=100_000)
+    optimisation_max_split: int = param(8, "Deepest split the optimisation attack runs at (its cost grows with "
+                                           "the split).", ge=0, le=1023)
 
 
 @dataclass(frozen=True)
@@ -493,6 +534,8 @@ class Scenario:
     data: DataConfig = section(DataConfig, "Training data and its partition over clients.")
     convergence: ConvergenceConfig = section(ConvergenceConfig, "Rounds to converge as a function of rank.")
     calibration: CalibrationConfig = section(CalibrationConfig, "How `fsllm-sim calibrate` measures N(r).")
+    privacy: PrivacyConfig = section(PrivacyConfig, "Measured leakage of the activations (`fsllm-sim privacy`, "
+                                                    "docs/privacy.md) and the split floor it sets.")
     evaluation: EvaluationConfig = section(EvaluationConfig, "Validation of the global model (calibration and "
                                                              "real-training simulations).")
     solver: SolverConfig = section(SolverConfig, "Allocation solver of `fsllm-sim optimize` (the adapters' optimiser "

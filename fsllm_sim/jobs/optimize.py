@@ -29,6 +29,7 @@ from ..engine.world import print_warnings
 from ..engine.allocation import TIME_LIMITED_METHODS, load_scenario_plugins, protocol_split, solver_options
 from ..engine.radio import Radio
 from ..config import problem_fingerprint
+from ..privacy import privacy_record, scenario_privacy_floor
 from ..errors import ConfigError
 from ..report import format_table
 from ..rundir import atomic_write_csv, atomic_write_json, create_run_dir, mark_complete
@@ -102,6 +103,9 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
     timing: dict = {"solver_wall_s": {}}
     echo(f"scenario {scenario.name!r}: K={problem.num_clients}, M={problem.num_subchannels_s}, "
          f"N={problem.num_subchannels_f}, {len(problem.candidate_pairs())} (split, rank) pairs, method {method}")
+    floor = scenario_privacy_floor(scenario)
+    if floor is not None:
+        echo(floor.description)
     best = solvers.solve(problem, method=method,
                          **solver_options(scenario, method, progress=progress, time_limit_s=time_limit_s))
     timing["solver_wall_s"][method] = best.wall_time_s
@@ -167,12 +171,14 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
 
     # K and the problem's fingerprint travel with the allocation, so `run --allocation` can check them
     protocol = {} if problem.protocol == "sfl" else {"protocol": problem.protocol}
+    privacy = {} if floor is None else {"privacy_floor": privacy_record(floor)}
     atomic_write_json(run_dir / "solution.json", {**best.to_dict(timing=False), "num_clients": problem.num_clients,
-                                                  "problem_fingerprint": problem_fingerprint(scenario), **protocol})
+                                                  "problem_fingerprint": problem_fingerprint(scenario), **protocol,
+                                                  **privacy})
     atomic_write_csv(run_dir / "comparison.csv", comparison)
     atomic_write_json(run_dir / "results.json", {"profile": meta, "solution": best.to_dict(timing=False),
                                                  "lower_bound_s": lower["lower_bound_s"], "lower_bound": lower,
-                                                 "comparison": comparison})
+                                                 "comparison": comparison, **privacy})
     atomic_write_json(run_dir / "timing.json", timing)
     plot_delay_breakdown(bd, scenario.training.local_iterations, run_dir / "delay_breakdown.png",
                          title=f"{scenario.name}: optimised ({method}), l={best.split}, r={best.rank}")

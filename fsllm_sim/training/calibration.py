@@ -225,6 +225,9 @@ def _fingerprint(config: TrainingConfig) -> tuple[str, dict]:
     d.pop("device", None)
     if d.get("dtype") == "float32":
         d.pop("dtype")
+    # activation noise changes the training; without it (0) the fingerprints of before the option are unchanged
+    if d.get("activation_noise_sigma") == 0.0:
+        d.pop("activation_noise_sigma")
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], d
 

@@ -11,6 +11,11 @@ Phases, each callable on its own (the event engine interleaves clients arbitrari
 
 A client has at most one iteration in flight (forward -> backward), as in the protocol.
 
+Activation noise (``activation_noise_sigma``, the scenario's ``training.activation_noise_sigma``; see
+:mod:`fsllm_sim.training.defences`): the uplink carries ``wire_cast(hidden + noise)``, noise first, then the wire
+format, as a device would; the client keeps the clean ``hidden`` and applies the received gradient to it
+(straight-through), so the noise changes what the server sees and computes, not how the client backpropagates.
+
 Optimiser state when the broadcast overwrites the adapter (``reset_optimizer_each_round``, the scenario's
 ``training.optimizer_state_on_broadcast``):
 
@@ -35,6 +40,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from fsllm_sim.errors import DataError
+from fsllm_sim.training.defences import check_noise_sigma, gaussian_noise
 from fsllm_sim.training.lora import (
     AdapterSlots,
     AdapterState,
@@ -73,7 +79,8 @@ class SplitClient:
     def __init__(self, client_id: int, part: ClientPart, slots: AdapterSlots, initial_state: Mapping[str, torch.Tensor],
                  *, optimizer: OptimizerSpec, num_samples: int, batches: Iterator | None = None,
                  activation_precision: str = "fp16", adapter_precision: str = "fp32",
-                 reset_optimizer_each_round: bool = False):
+                 reset_optimizer_each_round: bool = False, activation_noise_sigma: float = 0.0,
+                 noise_generator: torch.Generator | None = None):
         self.client_id = int(client_id)
         self.part = part
         self.slots = slots
@@ -85,6 +92,10 @@ class SplitClient:
         self.activation_precision = check_precision(activation_precision, "activation_precision")
         self.adapter_precision = check_precision(adapter_precision, "adapter_precision")
         self.reset_optimizer_each_round = reset_optimizer_each_round
+        # defence: the sent activations carry Gaussian noise of σ x each token's rms, drawn from the client's own
+        # generator (None: torch's global one); 0 sends them as computed
+        self.activation_noise_sigma = check_noise_sigma(activation_noise_sigma, "activation_noise_sigma")
+        self.noise_generator = noise_generator
         self.iterations_done = 0
         self._seq = 0
         self._pending: tuple[int, torch.Tensor] | None = None
@@ -121,11 +132,13 @@ class SplitClient:
                 if dropout:
                     set_lora_dropout_training(self.part, False)
         self._seq += 1
-        self._pending = (self._seq, hidden)
-        sent = wire_cast(hidden, self.activation_precision)
+        self._pending = (self._seq, hidden)  # un-noised: the received gradient is applied to it (straight-through)
+        # the device adds the noise, then quantises: the server (and any eavesdropper) sees only the noisy values
+        noisy = gaussian_noise(hidden.detach(), self.activation_noise_sigma, self.noise_generator)
+        sent = wire_cast(noisy, self.activation_precision)
         return ActivationMessage(
             client_id=self.client_id, seq=self._seq, activations=sent, attention_mask=mask, labels=labels,
-            precision=self.activation_precision, payload_bits=tensor_bits(hidden, self.activation_precision),
+            precision=self.activation_precision, payload_bits=tensor_bits(noisy, self.activation_precision),
             side_bits=ids.numel() * side_bits_per_token(self._vocab),
         )
 

@@ -78,6 +78,7 @@ def evaluate_split(client_part: ClientPart, client_slots: AdapterSlots, client_s
             sl = slice(start, start + batch_size)
             ids, mask, labels = val["input_ids"][sl], val["attention_mask"][sl], val["labels"][sl]
             hidden = client_part(ids, mask)
+            # never the activation noise (training.activation_noise_sigma): evaluation measures the model, not the wire
             if wire_precision is not None:
                 hidden = wire_cast(hidden, wire_precision)
             logits = server_part.hidden_to_logits(hidden, mask)

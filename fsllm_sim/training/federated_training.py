@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from fsllm_sim.errors import ConfigError, DataError
+from fsllm_sim.training.defences import check_noise_sigma
 from fsllm_sim.training.device import resolve_compute
 from fsllm_sim.training.evaluation import evaluate_clients
 from fsllm_sim.training.models import LoadedModel, load_model
@@ -64,6 +65,7 @@ class TrainingConfig:
     weight_decay: float = 0.0
     momentum: float = 0.0
     activation_precision: str = "fp16"
+    activation_noise_sigma: float = 0.0  # defence: Gaussian noise on the sent activations, σ x each token's rms
     gradient_precision: str | None = None
     adapter_precision: str = "fp32"
     reset_optimizer_each_round: bool = False
@@ -96,6 +98,7 @@ class TrainingConfig:
         if self.tokenizer not in TOKENIZERS:
             raise ConfigError(f"tokenizer={self.tokenizer!r} is not supported; allowed: {', '.join(TOKENIZERS)}")
         resolve_compute(self.device, self.dtype)  # an unknown or absent device: one line, before any loading
+        check_noise_sigma(self.activation_noise_sigma, "activation_noise_sigma")
         if self.max_eval_batches is not None and self.max_eval_batches < 1:
             raise ConfigError(f"max_eval_batches={self.max_eval_batches!r} is invalid; allowed: None or >= 1")
         return self

@@ -33,6 +33,7 @@ def training_config(scenario, rank: int | None = None, split: int | None = None)
         optimizer=tr.optimizer,
         learning_rate=tr.learning_rate,
         activation_precision=tr.activation_precision,
+        activation_noise_sigma=tr.activation_noise_sigma,
         adapter_precision=tr.adapter_precision,
         reset_optimizer_each_round=tr.optimizer_state_on_broadcast == "reset",
         lora_scaling=lora.scaling,

@@ -35,7 +35,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from fsllm_sim.convergence import _check_precision_penalty, measured_at, read_calibration_document
+from fsllm_sim.convergence import (_check_noise_penalty, _check_precision_penalty, measured_at,
+                                   read_calibration_document)
 from fsllm_sim.errors import USER_ERRORS, ConfigError
 from fsllm_sim.report import format_table
 from fsllm_sim.training.ratios import (
@@ -52,15 +53,22 @@ from fsllm_sim.training.ratios import (
 )
 
 # Configuration keys a precision calibration may change against its base (everything else must match).
-MAY_DIFFER = ("activation_precision", "gradient_precision", "learning_rate", "seed")
+MAY_DIFFER = ("activation_precision", "gradient_precision", "activation_noise_sigma", "learning_rate", "seed")
+# What a calibration may differ in, and the section of the base file its penalty is written to.
+KINDS = {"precision_penalty": "precision_check", "noise_penalty": "noise_check"}
 PROVENANCE_KEYS = ("command", "compute", "host", "versions", "started", "finished", "fingerprint")
 METHOD = ("per rank: ratio of the mean tokens to the target over seeds paired by seed value (a censored run at its "
           "bound; pairs censored on both sides left out), at each calibration's own chosen learning rate; factor: "
           "geometric mean over ranks; ci95: percentile bootstrap over seeds within ranks")
 
 
-def _check_compatible(base: dict, other: dict) -> str:
-    """The other calibration's precision, after checking that it differs from the base only where allowed."""
+def _sigma(doc: dict) -> float:
+    return float(measured_at(doc).get("activation_noise_sigma") or 0.0)
+
+
+def _check_compatible(base: dict, other: dict) -> tuple[str, str]:
+    """(section, key): ``precision_penalty`` and the other calibration's wire precision, or ``noise_penalty`` and
+    its noise sigma, after checking that it differs from the base only where allowed (one of the two)."""
     where = f"precision check: {other.get('_path', '?')!r}"
     check_same_target(base, other, "precision check")
     if other.get("model") != base.get("model"):
@@ -71,10 +79,16 @@ def _check_compatible(base: dict, other: dict) -> str:
         raise ConfigError(f"{where} has {other.get('tokens_per_round')} tokens per round, the base "
                           f"{base.get('tokens_per_round')} (allowed: the base's)")
     own, prec = measured_at(base).get("activation_precision"), measured_at(other).get("activation_precision")
+    own_sigma, sigma = _sigma(base), _sigma(other)
+    if prec != own and sigma != own_sigma:
+        raise ConfigError(f"{where} differs from the base in both the wire precision ({prec!r} against {own!r}) and "
+                          f"the activation noise ({sigma:g} against {own_sigma:g}) (allowed: one of them)")
+    if sigma != own_sigma:
+        return "noise_penalty", f"{sigma:g}"
     if prec is None or prec == own:
-        raise ConfigError(f"{where} has activation precision {prec!r}, the base's own is {own!r} (allowed: another "
-                          f"wire precision)")
-    return prec
+        raise ConfigError(f"{where} has activation precision {prec!r} and noise sigma {sigma:g}, as the base (allowed: "
+                          f"another wire precision, or another noise sigma)")
+    return "precision_penalty", prec
 
 
 def _provenance(doc: dict) -> dict:
@@ -86,15 +100,22 @@ def _provenance(doc: dict) -> dict:
 
 def precision_penalty(base: dict, others: list[dict], *, resamples: int = 2000, seed: int = 0) -> dict:
     """{precision: section} from the base calibration document and the others (see the module doc)."""
-    groups: dict[str, list[dict]] = {}
+    return penalty_sections(base, others, resamples=resamples, seed=seed).get("precision_penalty", {})
+
+
+def penalty_sections(base: dict, others: list[dict], *, resamples: int = 2000, seed: int = 0) -> dict:
+    """{"precision_penalty": {precision: section}, "noise_penalty": {sigma: section}}, the kinds the others
+    measure (each other calibration differs from the base in its wire precision or in its noise sigma)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for doc in (base, *others):
         check_runs(doc, "precision check")
     for other in others:
         groups.setdefault(_check_compatible(base, other), []).append(other)
-    own = measured_at(base).get("activation_precision")
+    own_of = {"precision_penalty": measured_at(base).get("activation_precision"), "noise_penalty": _sigma(base)}
     base_ranks = {int(e["rank"]) for e in base.get("ranks", [])}
-    out = {}
-    for prec, docs in sorted(groups.items()):
+    out: dict[str, dict] = {}
+    for (kind, prec), docs in sorted(groups.items()):
+        own = own_of[kind]
         per_rank, rows, where_rank = {}, [], {}
         for doc in docs:
             for e in doc.get("ranks", []):
@@ -138,7 +159,7 @@ def precision_penalty(base: dict, others: list[dict], *, resamples: int = 2000, 
         rows.sort(key=lambda x: x["rank"])
         factor = geometric_mean(ratio_of(d) for d in usable.values())
         bounds = sorted({row["bound"] for row in rows if row["bound"]})
-        out[prec] = {
+        out.setdefault(kind, {})[prec] = {
             "factor": factor, "ci95": percentile_interval(boot["factor"]), "measured_against": own,
             "target": float(base["target"]["value"]), "method": METHOD, "resamples": int(len(boot["factor"])),
             "ranks_used": sorted(usable),
@@ -163,14 +184,17 @@ def _host() -> dict:
     return host
 
 
-def merged_document(base: dict, sections: dict, *, command: str, note: str | None = None) -> dict:
-    """The base calibration document as written on disk, with ``precision_penalty`` and ``precision_check``."""
+def merged_document(base: dict, sections: dict, *, command: str, note: str | None = None,
+                    kind: str = "precision_penalty") -> dict:
+    """The base calibration document as written on disk, with ``kind`` (``precision_penalty`` or
+    ``noise_penalty``) replaced by ``sections`` and its check record (``precision_check``, ``noise_check``); the
+    file's other sections are kept."""
     with open(base["_path"], encoding="utf-8") as fh:
         raw = json.load(fh)
     from fsllm_sim.rundir import package_versions
 
-    raw["precision_penalty"] = sections
-    raw["precision_check"] = {
+    raw[kind] = sections
+    raw[KINDS[kind]] = {
         "command": command, "note": note, "base": base["_path"],
         "inputs": [c["path"] for s in sections.values() for c in s["calibrations"]],
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -185,6 +209,7 @@ def write_merged(doc: dict, out: str | os.PathLike) -> Path:
     from fsllm_sim.rundir import atomic_write_json
 
     _check_precision_penalty(copy.deepcopy(doc), repr(str(out)))  # what we write must read back
+    _check_noise_penalty(copy.deepcopy(doc), repr(str(out)))
     out = Path(out)
     atomic_write_json(out, doc)
     return out
@@ -210,8 +235,9 @@ def main(argv=None) -> int:
                               f"<= 100000)")
         base = read_calibration_document(args.base)
         others = [read_calibration_document(p, require_fit=False) for p in args.others]
-        sections = precision_penalty(base, others, resamples=args.bootstrap)
-        for prec, s in sections.items():
+        kinds = penalty_sections(base, others, resamples=args.bootstrap)
+        for prec, s in [(("noise " + k) if kind == "noise_penalty" else k, v)
+                        for kind, group in kinds.items() for k, v in group.items()]:
             print(f"{prec} against {s['measured_against']} at target {s['target']:.4f}:")
             print(format_table(["rank", "lr", "base lr", f"{s['measured_against']} tokens", f"{prec} tokens", "ratio",
                                 "95 % CI", "censored", "bound"],
@@ -225,7 +251,12 @@ def main(argv=None) -> int:
         command = " ".join(shlex.quote(a) for a in ["python", "-m", "fsllm_sim.training.precision_check",
                                                     *args_list])
         out = args.out or Path(base["_path"]).parent / "calibration-precision.json"
-        written = write_merged(merged_document(base, sections, command=command, note=args.note), out)
+        doc_path = base["_path"]
+        for kind, sections in kinds.items():
+            merged = merged_document({**base, "_path": doc_path}, sections, command=command, note=args.note,
+                                     kind=kind)
+            written = write_merged(merged, out)
+            doc_path = str(written)  # the second kind is merged into what the first wrote
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@
   be BASE's one rate at every rank (else BASE was trained at a rate the grid does not support, and this refuses);
   it is recorded as ``learning_rate_grid`` and its target, tokens and fit as ``second_target``, so the docs can
   say how T(r) grows with the target;
-* OLD: the file being replaced; its measured ``precision_penalty`` (and ``precision_check``) and
+* OLD: the file being replaced; its measured ``precision_penalty`` (and ``precision_check``), ``noise_penalty``
+  (and ``noise_check``) and
   ``batch_scaling`` sections are ratios, carried over with ``measured_with`` naming the settings they were
   measured at (they are not re-measured here).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from fsllm_sim.errors import ConfigError
 
-CARRIED = ("precision_penalty", "precision_check", "batch_scaling")
+CARRIED = ("precision_penalty", "precision_check", "noise_penalty", "noise_check", "batch_scaling")
 
 
 def _read(path: str) -> dict:
@@ -73,7 +74,7 @@ def assemble(base: dict, grid: dict, old: dict | None, *, base_path: str, grid_p
         for key in CARRIED:
             if old.get(key) is not None:
                 section = dict(old[key])
-                if key == "precision_penalty":  # keyed by wire precision: the note goes into each entry
+                if key in ("precision_penalty", "noise_penalty"):  # keyed: the note goes into each entry
                     section = {prec: {**entry, "measured_with": measured_with} for prec, entry in section.items()}
                 else:
                     section.setdefault("measured_with", measured_with)

@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from fsllm_sim.errors import ConfigError
 from fsllm_sim.training.client import SplitClient
+from fsllm_sim.training.defences import check_noise_sigma
 from fsllm_sim.training.device import resolve_compute
 from fsllm_sim.training.evaluation import EvalResult, evaluate_split
 from fsllm_sim.training.fed_server import FederatedServer
@@ -39,6 +41,16 @@ from fsllm_sim.training.models import LoadedModel, load_model
 from fsllm_sim.training.optim import OptimizerSpec
 from fsllm_sim.training.split import check_split, split_model
 from fsllm_sim.training.wire import check_precision, payload_bits, side_bits_per_token
+
+# Second word of the seed of a client's activation-noise generator ([seed, NOISE_STREAM, client id]), beside the
+# data package's streams 0..3 (global validation, partition, batches, token cap).
+NOISE_STREAM = 4
+
+
+def noise_generator(seed: int, client_id: int) -> torch.Generator:
+    """Client ``client_id``'s own torch generator of activation noise under the training ``seed``."""
+    state = np.random.SeedSequence([int(seed) % 2 ** 63, NOISE_STREAM, int(client_id)]).generate_state(1, np.uint64)
+    return torch.Generator(device="cpu").manual_seed(int(state[0] >> np.uint64(1)))
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class SplitFedConfig:
     weight_decay: float = 0.0
     momentum: float = 0.0
     activation_precision: str = "fp16"  # q_a
+    activation_noise_sigma: float = 0.0  # defence: Gaussian noise on the sent activations, σ x each token's rms
     gradient_precision: str | None = None  # None -> same as activations (S_g = S_a)
     adapter_precision: str = "fp32"  # q_c, uploads and broadcast
     reset_optimizer_each_round: bool = False
@@ -114,6 +127,7 @@ class SplitFedSystem:
         self.activation_precision = check_precision(config.activation_precision, "activation_precision")
         self.gradient_precision = check_precision(config.resolved_gradient_precision(), "gradient_precision")
         self.adapter_precision = check_precision(config.adapter_precision, "adapter_precision")
+        self.activation_noise_sigma = check_noise_sigma(config.activation_noise_sigma, "activation_noise_sigma")
         opt = config.optimizer_spec()
         lora = config.lora_spec().validate(model.family)
         self.lora = lora
@@ -156,7 +170,10 @@ class SplitFedSystem:
             SplitClient(k, self.client_part, self.client_slots, init_client, optimizer=opt,
                         num_samples=num_samples[k], batches=iterators[k],
                         activation_precision=self.activation_precision, adapter_precision=self.adapter_precision,
-                        reset_optimizer_each_round=config.reset_optimizer_each_round)
+                        reset_optimizer_each_round=config.reset_optimizer_each_round,
+                        activation_noise_sigma=self.activation_noise_sigma,
+                        noise_generator=(noise_generator(config.seed, k) if self.activation_noise_sigma > 0
+                                         else None))
             for k in range(num_clients)
         ]
         self.main_server = MainServer(self.server_part, self.server_slots, init_server, mode=config.server_mode,
@@ -256,6 +273,7 @@ class SplitFedSystem:
 
         ``through_wire``: the split activations go through the training uplink's wire format
         (``activation_precision``) before the server part, so a lossy format shows its cost.
+        Never with the activation noise (``activation_noise_sigma``): evaluation measures the model, not the wire.
         """
         return evaluate_split(self.client_part, self.client_slots, self.global_client_state(),
                               self.server_part, self.server_slots, self.global_server_state(), validation,

@@ -123,7 +123,7 @@ def test_learning_rate_groups_of_one_precision_merge_and_record_the_learning_rat
 @pytest.mark.parametrize("change, match", [
     ({"target": 4.4}, "the targets differ"),
     ({"batch_size": 4}, "config.batch_size"),
-    ({"precision": "fp16"}, "activation precision 'fp16', the base's own is 'fp16'"),
+    ({"precision": "fp16"}, "activation precision 'fp16' and noise sigma 0, as the base"),
 ])
 def test_incompatible_calibrations_are_refused_in_one_line(change, match):
     kwargs = {"precision": "int8", **change}
@@ -267,3 +267,67 @@ def test_transfer_report_refuses_malformed_rank_rows():
     b["ranks"][0]["tokens_to_target"] = {"mean": float("inf")}
     with pytest.raises(ConfigError, match=r"ranks\[0\] needs an integer rank >= 1 and tokens_to_target.mean"):
         transfer_report(cal_doc(BASE_TOKENS), b)
+
+
+# --------------------------------------------------------------------------------------------- noise penalty
+
+
+def test_a_noise_calibration_gives_a_noise_penalty_that_round_trips_into_n_of_r(tmp_path, capsys):
+    from fsllm_sim.config import scenario_from_dict
+    from fsllm_sim.convergence import load_convergence
+
+    base = cal_doc(BASE_TOKENS)
+    int8 = cal_doc({1: [1100.0, 2200.0, 3300.0], 4: [550.0, 660.0, 770.0]}, precision="int8", path="int8.json")
+    noisy = cal_doc({1: [1500.0, 3000.0, 4500.0], 4: [600.0, 720.0, 840.0]}, path="noisy.json")
+    noisy["config"]["activation_noise_sigma"] = 0.25
+    base_file, int8_file, noisy_file = (write(tmp_path, base, "base.json"), write(tmp_path, int8, "int8.json"),
+                                        write(tmp_path, noisy, "noisy.json"))
+    out = tmp_path / "merged.json"
+    assert precision_check.main([str(base_file), str(int8_file), str(noisy_file), "--out", str(out),
+                                 "--bootstrap", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "noise 0.25: T(r) x 1.3" in printed
+    merged = json.loads(out.read_text())
+    # both kinds measured in one call, each in its own section, each with its record
+    assert set(merged["precision_penalty"]) == {"int8"} and set(merged["noise_penalty"]) == {"0.25"}
+    assert merged["noise_check"]["inputs"] == [str(noisy_file)] and "precision_check" in merged
+    factor = merged["noise_penalty"]["0.25"]["factor"]
+    assert factor == pytest.approx(math.sqrt(1.5 * 1.2), rel=1e-12)
+    assert merged["noise_penalty"]["0.25"]["measured_against"] == 0.0
+
+    plain = {"convergence": {"calibration": str(out)}, "clients": {"count": 4},
+             "training": {"batch_size": 2, "seq_len": 64, "local_iterations": 2, "learning_rate": 1e-3}}
+    without = load_convergence(scenario_from_dict(plain))
+    scenario = scenario_from_dict({**plain, "training": {**plain["training"], "activation_noise_sigma": 0.25}})
+    model = load_convergence(scenario)
+    assert model.noise_factor == pytest.approx(factor)
+    assert float(model.rounds(4)) == pytest.approx(float(without.rounds(4)) * factor, rel=1e-12)
+    assert "for activation noise of sigma 0.25" in model.description
+    assert not [w for w in model.regime_warnings(scenario) if "activation noise" in w]
+    # a sigma that was not measured: no factor, and one line saying so
+    other = scenario_from_dict({**plain, "training": {**plain["training"], "activation_noise_sigma": 1.0}})
+    lines = [w for w in load_convergence(other).regime_warnings(other) if "activation noise" in w]
+    assert load_convergence(other).noise_factor == 1.0 and len(lines) == 1
+    assert "measured without activation noise" in lines[0] and "measured for sigma 0.25 only" in lines[0]
+
+
+def test_a_calibration_differing_in_both_precision_and_noise_is_refused():
+    base = cal_doc(BASE_TOKENS)
+    both = cal_doc(BASE_TOKENS, precision="int8")
+    both["config"]["activation_noise_sigma"] = 0.5
+    with pytest.raises(ConfigError, match=r"differs from the base in both the wire precision .* and the activation "
+                                          r"noise \(0.5 against 0\)"):
+        precision_check.penalty_sections(base, [both], resamples=10)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"0": {"factor": 1.2}}, "'0' is not a noise sigma"),
+    ({"abc": {"factor": 1.2}}, "'abc' is not a noise sigma"),
+    ({"0.25": {"factor": -1}}, r"noise_penalty.0.25.factor"),
+    ({"0.25": 3}, r"noise_penalty.0.25 is 3"),
+])
+def test_a_bad_noise_penalty_section_is_one_line(tmp_path, section, message):
+    doc = cal_doc(BASE_TOKENS)
+    doc["noise_penalty"] = section
+    with pytest.raises(ConfigError, match=message):
+        read_calibration_document(write(tmp_path, doc, "bad.json"))

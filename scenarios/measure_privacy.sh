@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Measure the leakage of SmolLM2-135M's activations (scenarios/privacy_default.yaml) and ship it as
+# fsllm_sim/data/privacy-smollm2-135m.json, the file privacy.file: builtin reads. Log: runs/measure_privacy.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p runs
+.venv/bin/fsllm-sim privacy scenarios/privacy_default.yaml 2>&1 | tee runs/measure_privacy.log
+run=$(ls -d runs/privacy-default-privacy-* | sort | tail -1)
+cp "$run/privacy.json" fsllm_sim/data/privacy-smollm2-135m.json.tmp
+mv fsllm_sim/data/privacy-smollm2-135m.json.tmp fsllm_sim/data/privacy-smollm2-135m.json
+cp "$run/leakage_vs_split.png" "$run/leakage_vs_noise.png" "$run/privacy.csv" scenarios/results/
+echo "shipped: fsllm_sim/data/privacy-smollm2-135m.json (from $run)"
