@@ -8,5 +8,7 @@ mkdir -p runs
 run=$(ls -d runs/privacy-default-privacy-* | sort | tail -1)
 cp "$run/privacy.json" fsllm_sim/data/privacy-smollm2-135m.json.tmp
 mv fsllm_sim/data/privacy-smollm2-135m.json.tmp fsllm_sim/data/privacy-smollm2-135m.json
-cp "$run/leakage_vs_split.png" "$run/leakage_vs_noise.png" "$run/privacy.csv" scenarios/results/
+cp "$run/leakage_vs_split.png" scenarios/results/privacy-default-leakage-vs-split.png
+cp "$run/leakage_vs_noise.png" scenarios/results/privacy-default-leakage-vs-noise.png
+cp "$run/privacy.csv" scenarios/results/privacy-default.csv
 echo "shipped: fsllm_sim/data/privacy-smollm2-135m.json (from $run)"

@@ -180,3 +180,13 @@ def test_privacy_command_bad_input_is_one_line(tmp_path, capsys, override, messa
     assert len(err) == 1
     import re
     assert re.search(message, err[0]), err[0]
+
+
+def test_a_scenario_split_below_the_floor_warns_in_one_line(file):
+    from fsllm_sim.engine.world import privacy_warnings
+
+    below = scenario_from_dict({"split": {"layer": 4}, "privacy": {"file": str(file), "max_token_accuracy": 0.5}})
+    lines = privacy_warnings(below)
+    assert len(lines) == 1 and "split.layer=4 is below the floor 8" in lines[0] and "0.600" in lines[0]
+    at = scenario_from_dict({"split": {"layer": 8}, "privacy": {"file": str(file), "max_token_accuracy": 0.5}})
+    assert privacy_warnings(at) == () and privacy_warnings(scenario_from_dict({})) == ()

@@ -8,6 +8,7 @@ in a run directory: ``privacy.csv`` (one row per split, attack and defence, with
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def run_privacy(scenario, *, runs_dir: str | None = None, progress: bool = True,
                         "optimisation_max_split": pv.optimisation_max_split, "seed": scenario.seed,
                         "data_source": scenario.data.source},
            "text_split": record,
-           "provenance": {"command": f"fsllm-sim privacy {scenario.name}", "wall_s": round(wall_s, 1),
+           "provenance": {"command": " ".join(["fsllm-sim", *sys.argv[1:]]) if sys.argv[1:2] == ["privacy"]
+                          else f"run_privacy({scenario.name!r})", "run_dir": str(run_dir),
+                          "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(wall_s, 1),
                           "torch_threads": torch.get_num_threads(), "versions": package_versions()},
            "rows": rows}
     atomic_write_json(run_dir / "privacy.json", doc)
