@@ -374,33 +374,42 @@ def _check_interval(value, spec, where: str):
     return [lo, hi]
 
 
-def _check_precision_penalty(doc: dict, shown: str) -> None:
-    """``precision_penalty``: null, or {precision: {factor, ci95?, ...}} for wire precisions other than the
-    calibration's own; the factors are checked (and replaced by the numbers read) in place."""
+def _check_penalty_section(doc: dict, shown: str, key: str, what: str, check_name) -> None:
+    """``doc[key]``: null, or {name: {factor, ci95?, ...}}, each name passed to ``check_name(name, where)`` (which
+    raises for a name that is not allowed); the factors are checked (and replaced by the numbers read) in place."""
     from .config.loader import check_number
 
-    section = doc.get("precision_penalty")
+    section = doc.get(key)
     if section is None:
         return
-    where = f"calibration file {shown}: precision_penalty"
+    where = f"calibration file {shown}: {key}"
     if not isinstance(section, dict):
-        raise ConfigError(f"{where} is {_short(section)} (allowed: a mapping from a wire precision to its measured "
+        raise ConfigError(f"{where} is {_short(section)} (allowed: a mapping from a {what} to its measured "
                           f"penalty, or null)")
-    choices = _wire_precisions()
-    own = measured_at(doc).get("activation_precision")
     spec = _spec(**PENALTY_FACTOR)
     for name, entry in section.items():
+        check_name(name, where)
+        if not isinstance(entry, dict) or "factor" not in entry:
+            raise ConfigError(f"{where}.{name} is {_short(entry)} (allowed: a mapping with factor, "
+                              f"{spec.allowed()})")
+        entry["factor"] = check_number(entry["factor"], spec, f"{where}.{name}.factor")
+        entry["ci95"] = _check_interval(entry.get("ci95"), spec, f"{where}.{name}.ci95")
+
+
+def _check_precision_penalty(doc: dict, shown: str) -> None:
+    """``precision_penalty``: for wire precisions other than the calibration's own."""
+    choices = _wire_precisions()
+    own = measured_at(doc).get("activation_precision")
+
+    def check_name(name, where):
         if name not in choices:
             raise ConfigError(f"{where}: {_short(name)} is not a wire precision (allowed: one of "
                               f"{', '.join(choices)})")
         if name == own:
             raise ConfigError(f"{where}.{name}: {name} is the calibration's own precision (allowed: the other "
                               f"precisions; its own factor is 1)")
-        if not isinstance(entry, dict) or "factor" not in entry:
-            raise ConfigError(f"{where}.{name} is {_short(entry)} (allowed: a mapping with factor, "
-                              f"{spec.allowed()})")
-        entry["factor"] = check_number(entry["factor"], spec, f"{where}.{name}.factor")
-        entry["ci95"] = _check_interval(entry.get("ci95"), spec, f"{where}.{name}.ci95")
+
+    _check_penalty_section(doc, shown, "precision_penalty", "wire precision", check_name)
 
 
 def noise_penalty_of(penalties: dict, sigma: float):
@@ -412,31 +421,18 @@ def noise_penalty_of(penalties: dict, sigma: float):
 
 
 def _check_noise_penalty(doc: dict, shown: str) -> None:
-    """``noise_penalty``: null, or {sigma: {factor, ci95?, ...}} for noise sigmas other than the calibration's
-    own (sigma > 0 as text, e.g. "0.25"); checked in place."""
-    from .config.loader import check_number
+    """``noise_penalty``: for noise sigmas other than the calibration's own (sigma > 0 as text, e.g. "0.25")."""
 
-    section = doc.get("noise_penalty")
-    if section is None:
-        return
-    where = f"calibration file {shown}: noise_penalty"
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where} is {_short(section)} (allowed: a mapping from a noise sigma to its measured "
-                          f"penalty, or null)")
-    spec = _spec(**PENALTY_FACTOR)
-    for name, entry in section.items():
+    def check_name(name, where):
         try:
             sigma = float(name)
         except (TypeError, ValueError):
             sigma = float("nan")
-        if not (0 < sigma <= 100):
+        if not 0 < sigma <= 100:
             raise ConfigError(f"{where}: {_short(name)} is not a noise sigma (allowed: a number > 0 and <= 100, "
                               f"as text)")
-        if not isinstance(entry, dict) or "factor" not in entry:
-            raise ConfigError(f"{where}.{name} is {_short(entry)} (allowed: a mapping with factor, "
-                              f"{spec.allowed()})")
-        entry["factor"] = check_number(entry["factor"], spec, f"{where}.{name}.factor")
-        entry["ci95"] = _check_interval(entry.get("ci95"), spec, f"{where}.{name}.ci95")
+
+    _check_penalty_section(doc, shown, "noise_penalty", "noise sigma", check_name)
 
 
 def _check_batch_scaling(doc: dict, shown: str) -> None:
