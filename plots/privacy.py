@@ -40,6 +40,7 @@ def plot_leakage_vs_split(rows, path: str | Path, title: str = "") -> dict:
                                                  dashed=attack == "frequency")
         ax.set(xlabel="split point l (blocks on the device; 0 = embedding output)", ylabel=name, ylim=(-0.02, 1.02))
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=-0.3)  # split 0 (the embedding output) at the left edge, no negative ticks
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

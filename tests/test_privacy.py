@@ -190,3 +190,24 @@ def test_a_scenario_split_below_the_floor_warns_in_one_line(file):
     assert len(lines) == 1 and "split.layer=4 is below the floor 8" in lines[0] and "0.600" in lines[0]
     at = scenario_from_dict({"split": {"layer": 8}, "privacy": {"file": str(file), "max_token_accuracy": 0.5}})
     assert privacy_warnings(at) == () and privacy_warnings(scenario_from_dict({})) == ()
+
+
+def test_the_shipped_measurement_of_smollm2():
+    # fsllm_sim/data/privacy-smollm2-135m.json, made by scenarios/measure_privacy.sh on the real model
+    doc = load_privacy_file("builtin")
+    assert doc["model"] == "smollm2-135m" and doc["settings"]["splits"] == [0, 1, 2, 4, 8, 16, 29]
+    assert {(r["wire"], r["noise_sigma"]) for r in doc["rows"]} == {(w, s) for w in ("fp16", "int8")
+                                                                   for s in (0.0, 0.25, 1.0)}
+    assert set(doc["text_split"]["public_groups"]).isdisjoint(doc["text_split"]["client_groups"])
+    rows = {(r["split"], r["attack"], r["wire"], r["noise_sigma"]): r for r in doc["rows"]}
+    assert rows[(0, "linear", "fp16", 0.0)]["token_acc"] >= 0.95  # the embedding output inverts
+    for s in doc["settings"]["splits"]:  # every learned inverter beats the baseline at every split
+        assert rows[(s, "mlp", "fp16", 0.0)]["token_acc_lo"] > rows[(s, "frequency", "fp16", 0.0)]["token_acc_hi"]
+    assert doc["provenance"]["wall_s"] > 0 and "torch" in doc["provenance"]["versions"]
+    # the floor the shipped file sets on the default model: deep at the plain wire, shallower with noise
+    plain = scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.8}})
+    noisy = scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.8},
+                                "training": {"activation_noise_sigma": 1.0}})
+    assert scenario_privacy_floor(plain).split == 16 and scenario_privacy_floor(noisy).split == 2
+    with pytest.raises(ConfigError, match="least leaky is split 29"):
+        scenario_privacy_floor(scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.5}}))
