@@ -101,6 +101,7 @@ class ConvergenceModel:
     noise_factor: float = 1.0
     noise_penalties: dict = field(default_factory=dict, compare=False)
     penalised_noise: float | None = None
+    noise_penalty_bound: str | None = None  # "lower": the runs with noise were censored, the factor is a bound
 
     def __post_init__(self):
         for name in ("a", "b", "c"):
@@ -139,7 +140,8 @@ class ConvergenceModel:
             text += (f", x {self.batch_factor:.4g} for {bs['scenario']:g} tokens per client step (calibrated at "
                      f"{bs['calibration']:g}, exponent {bs['exponent']:.3g})")
         if self.noise_factor != 1.0:
-            text += (f", x {self.noise_factor:.4g} for activation noise of sigma {self.penalised_noise:g} "
+            bound = " (a lower bound)" if self.noise_penalty_bound else ""
+            text += (f", x {self.noise_factor:.4g}{bound} for activation noise of sigma {self.penalised_noise:g} "
                      f"(measured penalty)")
         if self.unit == "tokens":
             text += f"; N(r) = T(r) / {self.tokens_per_round:g} tokens per round"
@@ -184,6 +186,10 @@ class ConvergenceModel:
             added = f"adds noise of sigma {sigma:g}" if sigma > 0 else "adds no noise"
             out.append(f"convergence: {self.source} was measured {measured}, the scenario {added}, which N(r) "
                        f"does not account for{known} {advice}")
+        if self.noise_factor != 1.0 and self.noise_penalty_bound:
+            out.append(f"convergence: the noise penalty x {self.noise_factor:.4g} of {self.source} for sigma "
+                       f"{self.penalised_noise:g} is a {self.noise_penalty_bound} bound (its runs with noise never "
+                       f"reached the target), so N(r) is at least what is shown")
         own, wanted = self.measured_at.get("activation_precision"), scenario.training.activation_precision
         measured_penalties = sorted(self.penalties)
         if own is not None and wanted != own and wanted not in measured_penalties:
@@ -547,12 +553,14 @@ def load_calibration_fit(path, scenario_tokens_per_round: float | None = None, *
         if activation_precision is not None and activation_precision != regime.get("activation_precision") \
                 and activation_precision in penalties:
             precision_factor, penalised = penalties[activation_precision], activation_precision
-        noise_factor, noised = 1.0, None
+        noise_factor, noised, noise_bound = 1.0, None, None
         own_sigma = float(regime.get("activation_noise_sigma") or 0.0)
         if activation_noise_sigma is not None and float(activation_noise_sigma) != own_sigma:
             measured = noise_penalty_of(noise_penalties, float(activation_noise_sigma))
             if measured is not None:
                 noise_factor, noised = measured, float(activation_noise_sigma)
+                entry = next(v for k, v in doc["noise_penalty"].items() if float(v["factor"]) == measured)
+                noise_bound = entry.get("bound") if entry.get("bound") in ("lower", "upper", "mixed") else None
         batch_factor, batch = 1.0, None
         section = doc.get("batch_scaling")
         if section and tokens_per_step is not None:
@@ -567,7 +575,8 @@ def load_calibration_fit(path, scenario_tokens_per_round: float | None = None, *
                                 tokens_per_round=float(scenario_tokens_per_round), measured_at=regime,
                                 precision_factor=precision_factor, batch_factor=batch_factor, penalties=penalties,
                                 penalised_precision=penalised, batch_scaling=batch, noise_factor=noise_factor,
-                                noise_penalties=noise_penalties, penalised_noise=noised)
+                                noise_penalties=noise_penalties, penalised_noise=noised,
+                                noise_penalty_bound=noise_bound)
     except ConfigError as exc:
         raise ConfigError(f"calibration file {where!r}: {exc}") from None
 

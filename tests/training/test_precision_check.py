@@ -331,3 +331,24 @@ def test_a_bad_noise_penalty_section_is_one_line(tmp_path, section, message):
     doc["noise_penalty"] = section
     with pytest.raises(ConfigError, match=message):
         read_calibration_document(write(tmp_path, doc, "bad.json"))
+
+
+def test_a_noise_penalty_from_censored_runs_is_a_lower_bound_and_says_so(tmp_path):
+    from fsllm_sim.config import scenario_from_dict
+    from fsllm_sim.convergence import load_convergence
+
+    base = cal_doc(BASE_TOKENS)
+    noisy = cal_doc({1: [9000.0] * 3, 4: [9000.0] * 3}, censored={(r, i) for r in (1, 4) for i in range(3)},
+                    path="noisy.json")
+    noisy["config"]["activation_noise_sigma"] = 0.25
+    out = tmp_path / "merged.json"
+    assert precision_check.main([str(write(tmp_path, base, "base.json")), str(write(tmp_path, noisy, "noisy.json")),
+                                 "--out", str(out), "--bootstrap", "50"]) == 0
+    section = json.loads(out.read_text())["noise_penalty"]["0.25"]
+    assert section["bound"] == "lower" and section["factor"] == pytest.approx(math.sqrt(9000 / 2000 * 9000 / 600))
+    scenario = scenario_from_dict({"convergence": {"calibration": str(out)}, "clients": {"count": 4},
+                                   "training": {"batch_size": 2, "seq_len": 64, "local_iterations": 2,
+                                                "learning_rate": 1e-3, "activation_noise_sigma": 0.25}})
+    model = load_convergence(scenario)
+    lines = [w for w in model.regime_warnings(scenario) if "noise penalty" in w]
+    assert len(lines) == 1 and "is a lower bound" in lines[0] and "(a lower bound)" in model.description
