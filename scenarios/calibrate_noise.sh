@@ -13,4 +13,6 @@ echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) scenarios/calibrate_noise.sh on $(uname 
 .venv/bin/fsllm-sim calibrate scenarios/calibration_noise.yaml --out runs/calibration-noise --no-progress
 .venv/bin/python -m fsllm_sim.training.precision_check "$SHIP" runs/calibration-noise/calibration.json \
   --out "$SHIP" --note "scenarios/calibrate_noise.sh; log runs/calibrate_noise.log"
+cp runs/calibration-noise/calibration.json scenarios/results/calibration-noise.json
+cp runs/calibration-noise/calibration.png scenarios/results/calibration-noise.png
 echo "== done in $(( $(date +%s) - started )) s of wall time"
