@@ -25,7 +25,7 @@ ATTACKS = ("linear", "mlp", "optimisation", "frequency")
 BASELINE = "frequency"
 METRICS = {"max_token_accuracy": "token_acc", "max_rouge_l": "rouge_l"}
 MAX_PRIVACY_BYTES = 16 * 1024 * 1024
-ROW_FIELDS = ("split", "attack", "defence", "wire", "noise_sigma", "token_acc", "token_acc_lo", "token_acc_hi",
+ROW_FIELDS = ("split", "attack", "defence", "strength", "wire", "token_acc", "token_acc_lo", "token_acc_hi",
               "rouge_l", "rouge_l_lo", "rouge_l_hi", "exact", "exact_lo", "exact_hi", "texts", "tokens")
 
 
@@ -80,9 +80,9 @@ def load_privacy_file(path) -> dict:
             v = row[key]
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and 0 <= v <= 1):
                 raise ConfigError(f"{where}.{key}={_short(v)} (allowed: a number in [0, 1])")
-        sigma = row["noise_sigma"]
+        sigma = row["strength"]
         if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not (math.isfinite(sigma) and sigma >= 0):
-            raise ConfigError(f"{where}.noise_sigma={_short(sigma)} (allowed: a number >= 0)")
+            raise ConfigError(f"{where}.strength={_short(sigma)} (allowed: a noise sigma >= 0)")
     return doc
 
 
@@ -110,13 +110,13 @@ def leakage_by_split(doc: dict, metric: str, wire: str, noise_sigma: float, sour
     hi = f"{metric}_hi"
     out: dict[int, tuple[float, str]] = {}
     for row in doc["rows"]:
-        if row["wire"] != wire or abs(float(row["noise_sigma"]) - noise_sigma) > 1e-12 * max(1.0, noise_sigma):
+        if row["wire"] != wire or abs(float(row["strength"]) - noise_sigma) > 1e-12 * max(1.0, noise_sigma):
             continue
         value = float(row[hi])
         if row["split"] not in out or value > out[row["split"]][0]:
             out[row["split"]] = (value, row["attack"])
     if not out:
-        pairs = sorted({(r["wire"], float(r["noise_sigma"])) for r in doc["rows"]})
+        pairs = sorted({(r["wire"], float(r["strength"])) for r in doc["rows"]})
         have = ", ".join(f"{w} with noise {s:g}" for w, s in pairs[:8])
         raise ConfigError(f"privacy.file {source} has no measurement at the scenario's wire {wire!r} with noise "
                           f"{noise_sigma:g} (training.activation_precision, training.activation_noise_sigma); it "

@@ -30,7 +30,7 @@ def _errorbars(ax, rows, x_key, metric, label, colour, dashed=False):
 
 def plot_leakage_vs_split(rows, path: str | Path, title: str = "") -> dict:
     """Each attack's leakage against the split, without defence (fp16 wire, no noise)."""
-    clean = [r for r in rows if r["wire"] == "fp16" and float(r["noise_sigma"]) == 0.0] or list(rows)
+    clean = [r for r in rows if r["wire"] == "fp16" and float(r["strength"]) == 0.0] or list(rows)
     drawn = {}
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), dpi=120)
     for ax, (metric, name) in zip(axes, METRICS):
@@ -62,9 +62,9 @@ def plot_leakage_vs_noise(rows, path: str | Path, title: str = "") -> dict:
         for i, s in enumerate(splits):
             best = {}
             for r in fp16:
-                if r["split"] == s and (r["noise_sigma"] not in best or r[metric] > best[r["noise_sigma"]][metric]):
-                    best[r["noise_sigma"]] = r
-            drawn[(metric, s)] = _errorbars(ax, list(best.values()), "noise_sigma", metric, f"l = {s}",
+                if r["split"] == s and (r["strength"] not in best or r[metric] > best[r["strength"]][metric]):
+                    best[r["strength"]] = r
+            drawn[(metric, s)] = _errorbars(ax, list(best.values()), "strength", metric, f"l = {s}",
                                             cmap(i / max(1, len(splits) - 1)))
         ax.set(xlabel="noise sigma (relative to each token's RMS)", ylabel=f"{name} (leakiest attack)",
                ylim=(-0.02, 1.02))

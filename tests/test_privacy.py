@@ -19,7 +19,7 @@ LEAK = {0: 1.0, 1: 0.99, 2: 0.9, 4: 0.6, 8: 0.35, 16: 0.38, 29: 0.2}
 
 def _row(split, attack, hi, wire="fp16", sigma=0.0):
     mid = max(0.0, hi - 0.02)
-    return {"split": split, "attack": attack, "defence": "none", "wire": wire, "noise_sigma": sigma,
+    return {"split": split, "attack": attack, "defence": "none", "strength": sigma, "wire": wire,
             "token_acc": mid, "token_acc_lo": max(0.0, mid - 0.02), "token_acc_hi": hi,
             "rouge_l": mid, "rouge_l_lo": max(0.0, mid - 0.02), "rouge_l_hi": hi,
             "exact": 0.0, "exact_lo": 0.0, "exact_hi": 0.05, "texts": 64, "tokens": 4096}
@@ -83,7 +83,7 @@ def test_another_model_or_an_unmeasured_wire_is_one_line(file):
     (lambda d: {**d, "rows": [{**d["rows"][0], "token_acc_hi": 1.5}]}, r"rows\[0\].token_acc_hi=1.5"),
     (lambda d: {**d, "rows": [{**d["rows"][0], "split": -1}]}, r"rows\[0\].split=-1"),
     (lambda d: {**d, "rows": [{**d["rows"][0], "attack": "magic"}]}, r"rows\[0\].attack='magic'"),
-    (lambda d: {**d, "rows": [{**d["rows"][0], "noise_sigma": float("nan")}]}, "noise_sigma=nan"),
+    (lambda d: {**d, "rows": [{**d["rows"][0], "strength": float("nan")}]}, "strength=nan"),
 ])
 def test_a_bad_file_is_one_line(tmp_path, mutate, message):
     path = tmp_path / "bad.json"
@@ -196,10 +196,10 @@ def test_the_shipped_measurement_of_smollm2():
     # fsllm_sim/data/privacy-smollm2-135m.json, made by scenarios/measure_privacy.sh on the real model
     doc = load_privacy_file("builtin")
     assert doc["model"] == "smollm2-135m" and doc["settings"]["splits"] == [0, 1, 2, 4, 8, 16, 29]
-    assert {(r["wire"], r["noise_sigma"]) for r in doc["rows"]} == {(w, s) for w in ("fp16", "int8")
+    assert {(r["wire"], r["strength"]) for r in doc["rows"]} == {(w, s) for w in ("fp16", "int8")
                                                                    for s in (0.0, 0.25, 1.0)}
     assert set(doc["text_split"]["public_groups"]).isdisjoint(doc["text_split"]["client_groups"])
-    rows = {(r["split"], r["attack"], r["wire"], r["noise_sigma"]): r for r in doc["rows"]}
+    rows = {(r["split"], r["attack"], r["wire"], r["strength"]): r for r in doc["rows"]}
     assert rows[(0, "linear", "fp16", 0.0)]["token_acc"] >= 0.95  # the embedding output inverts
     for s in doc["settings"]["splits"]:  # every learned inverter beats the baseline at every split
         assert rows[(s, "mlp", "fp16", 0.0)]["token_acc_lo"] > rows[(s, "frequency", "fp16", 0.0)]["token_acc_hi"]

@@ -112,7 +112,7 @@ def run_privacy(scenario, *, runs_dir: str | None = None, progress: bool = True,
 def _report(rows, echo) -> None:
     from ..report import format_table
 
-    shown = [[r["split"], r["defence"], r["noise_sigma"], r["attack"], r["token_acc"], r["token_acc_hi"],
+    shown = [[r["split"], r["defence"], r["strength"], r["attack"], r["token_acc"], r["token_acc_hi"],
               r["rouge_l"], r["exact"]] for r in rows]
     echo(format_table(["split", "defence", "sigma", "attack", "token acc", "upper 95 %", "ROUGE-L", "exact"], shown,
                       digits=3))

@@ -317,8 +317,8 @@ def measure(base: BaseModel, texts: TextSets, splits, attacks, defences, *, sett
                 m = text_metrics(ids, guess, mask, tokenizer)
                 acc, rouge, exact = (interval(m["token_acc"], seed=seed), interval(m["rouge_l"], seed=seed),
                                      interval(m["exact"], binary=True))
-                rows.append({"split": s, "attack": attack, "defence": defence.name, "wire": defence.wire,
-                             "noise_sigma": defence.noise_sigma,
+                rows.append({"split": s, "attack": attack, "defence": defence.name, "strength": defence.noise_sigma,
+                             "wire": defence.wire,
                              "token_acc": acc[0], "token_acc_lo": acc[1], "token_acc_hi": acc[2],
                              "rouge_l": rouge[0], "rouge_l_lo": rouge[1], "rouge_l_hi": rouge[2],
                              "exact": exact[0], "exact_lo": exact[1], "exact_hi": exact[2],
