@@ -191,7 +191,7 @@ def _cmd_privacy(args) -> int:
     from .config import load_scenario
     from .jobs.privacy import run_privacy
 
-    run_privacy(load_scenario(args.scenario), runs_dir=args.runs_dir, progress=not args.no_progress)
+    run_privacy(load_scenario(args.scenario), runs_dir=args.runs_dir, out_dir=args.out, progress=not args.no_progress)
     return 0
 
 
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the activations at each split and defence (privacy.csv, "
                                                  "privacy.json for privacy.file; docs/privacy.md)")
     priv.add_argument("--runs-dir", help="folder for run directories (default: the scenario's output.runs_dir)")
+    priv.add_argument("--out", help="write into this folder instead of a new run directory; rerun with the same "
+                                    "folder to resume an interrupted measurement")
     priv.add_argument("--no-progress", action="store_true", help="hide progress lines")
 
     bench = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side in one run)")

@@ -211,3 +211,28 @@ def test_the_shipped_measurement_of_smollm2():
     assert scenario_privacy_floor(plain).split == 16 and scenario_privacy_floor(noisy).split == 2
     with pytest.raises(ConfigError, match="least leaky is split 29"):
         scenario_privacy_floor(scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.5}}))
+
+
+def test_an_interrupted_measurement_resumes_with_the_same_rows(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    settings = {"splits": [0, 1], "wires": ["fp16"], "noise_sigmas": [0.0, 1.0], "attacks": ["linear", "frequency"],
+                "heldout_texts": 6, "public_tokens": 1500}
+    path.write_text(yaml.safe_dump({"name": "tp", "model": {"name": "tiny-llama"}, "training": {"seq_len": 16},
+                                    "privacy": settings}))
+    out = tmp_path / "out"
+    assert main(["privacy", str(path), "--out", str(out), "--no-progress"]) == 0
+    first = json.loads((out / "privacy.json").read_text())["rows"]
+    # as if the run had stopped after three of its four (split, defence) groups
+    (out / "parts" / "split1-fp16-sigma1.json").unlink()
+    (out / "privacy.json").unlink()
+    capsys.readouterr()
+    assert main(["privacy", str(path), "--out", str(out), "--no-progress"]) == 0
+    assert "resumed: 3 of 4 (split, defence) groups" in capsys.readouterr().out
+    again = json.loads((out / "privacy.json").read_text())
+    assert again["rows"] == first and again["provenance"]["groups_resumed"] == 3
+    # other settings into the same folder: one line, nothing measured
+    path.write_text(yaml.safe_dump({"name": "tp", "model": {"name": "tiny-llama"}, "training": {"seq_len": 16},
+                                    "privacy": {**settings, "heldout_texts": 5}}))
+    assert main(["privacy", str(path), "--out", str(out), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was measured with other privacy settings (heldout_texts)" in err[0]

@@ -46,11 +46,51 @@ def _model_and_documents(scenario):
     return model, tokenizer, documents
 
 
-def run_privacy(scenario, *, runs_dir: str | None = None, progress: bool = True, echo=print) -> Path:
-    """Measure, write the run directory, return it."""
+def _settings_record(scenario, splits, seq_len) -> dict:
+    pv = scenario.privacy
+    return {"model": scenario.model.name, "splits": splits, "attacks": list(pv.attacks), "wires": list(pv.wires),
+            "noise_sigmas": [float(x) for x in pv.noise_sigmas], "seq_len": seq_len,
+            "heldout_texts": pv.heldout_texts, "public_tokens": pv.public_tokens,
+            "public_fraction": pv.public_fraction, "mlp_steps": pv.mlp_steps,
+            "optimisation_steps": pv.optimisation_steps, "optimisation_texts": pv.optimisation_texts,
+            "optimisation_max_split": pv.optimisation_max_split, "seed": scenario.seed,
+            "data_source": scenario.data.source}
+
+
+def _finished_groups(out: Path, settings: dict) -> dict:
+    """key -> rows of the (split, defence) groups a previous run into ``out`` finished (its parts/ folder); a
+    folder measured with other settings is refused in one line."""
+    import json
+
+    parts = out / "parts"
+    if not parts.is_dir():
+        return {}
+    try:
+        before = json.loads((parts / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(f"--out {out}: parts/ holds no readable settings.json (allowed: a folder a privacy run "
+                          f"wrote, or a new one)") from None
+    if before != json.loads(json.dumps(settings)):
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        raise ConfigError(f"--out {out} was measured with other privacy settings ({', '.join(changed)}); use "
+                          f"another folder")
+    groups = {}
+    for path in sorted(parts.glob("split*.json")):
+        try:
+            groups[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a part being written when the run stopped: measured again
+    return groups
+
+
+def run_privacy(scenario, *, runs_dir: str | None = None, out_dir: str | None = None, progress: bool = True,
+                echo=print) -> Path:
+    """Measure, write the run directory (or ``out_dir``: rerun with the same folder to resume an interrupted
+    measurement, one (split, defence) group at a time), return it."""
     import torch
 
-    from ..training.inversion import AttackSettings, BaseModel, Defence, measure, split_public_heldout
+    from ..rundir import ensure_output_dir, mark_running
+    from ..training.inversion import AttackSettings, BaseModel, Defence, group_key, measure, split_public_heldout
 
     pv = scenario.privacy
     defences = [Defence(wire, float(sigma)) for wire in pv.wires for sigma in pv.noise_sigmas]
@@ -68,7 +108,15 @@ def run_privacy(scenario, *, runs_dir: str | None = None, progress: bool = True,
     texts, record = split_public_heldout(documents, tokenizer, seq_len=seq_len, public_fraction=pv.public_fraction,
                                          public_tokens=pv.public_tokens, heldout_texts=pv.heldout_texts,
                                          seed=scenario.seed)
-    run_dir = create_run_dir(scenario, "privacy", runs_dir)
+    settings_record = _settings_record(scenario, splits, seq_len)
+    if out_dir:
+        run_dir = ensure_output_dir(out_dir, "--out")
+        finished = _finished_groups(run_dir, settings_record)
+        mark_running(run_dir, "privacy")
+    else:
+        run_dir, finished = create_run_dir(scenario, "privacy", runs_dir), {}
+    (run_dir / "parts").mkdir(exist_ok=True)
+    atomic_write_json(run_dir / "parts" / "settings.json", settings_record)
     echo(f"scenario {scenario.name!r}: {model.name}, splits {splits}, {len(defences)} defence(s), attacks "
          f"{', '.join(pv.attacks)}; public text {record['public_tokens']} tokens from "
          f"{len(record['public_groups'])} group(s), held-out {pv.heldout_texts} texts of {seq_len} tokens from "
@@ -77,24 +125,28 @@ def run_privacy(scenario, *, runs_dir: str | None = None, progress: bool = True,
                               optimisation_texts=pv.optimisation_texts,
                               optimisation_max_split=pv.optimisation_max_split)
     attacks = list(pv.attacks)
-    rows = measure(base, texts, splits, attacks, defences, settings=settings, seed=scenario.seed,
-                   tokenizer=tokenizer,
-                   progress=(lambda line: echo(f"  {line} ({time.perf_counter() - start:.0f} s)")) if progress else None)
+    keys = [group_key(s, d) for s in splits for d in defences]
+    resumed = sum(k in finished for k in keys)
+    if finished:
+        echo(f"resumed: {sum(k in finished for k in keys)} of {len(keys)} (split, defence) groups were already "
+             f"measured in {run_dir}")
+    if any(k not in finished for k in keys):
+        measure(base, texts, splits, attacks, defences, settings=settings, seed=scenario.seed, tokenizer=tokenizer,
+                progress=(lambda line: echo(f"  {line} ({time.perf_counter() - start:.0f} s)")) if progress else None,
+                done=frozenset(finished),
+                on_group=lambda key, group: (finished.__setitem__(key, group),
+                                             atomic_write_json(run_dir / "parts" / f"{key}.json", group)))
+    rows = [r for k in keys for r in finished[k]]
     wall_s = time.perf_counter() - start
     rows = [{k: r[k] for k in ROW_FIELDS} for r in rows]
     atomic_write_csv(run_dir / "privacy.csv", rows)
     doc = {"schema": PRIVACY_SCHEMA, "model": scenario.model.name, "num_blocks": base.num_blocks,
-           "settings": {"splits": splits, "attacks": attacks, "wires": list(pv.wires),
-                        "noise_sigmas": [float(x) for x in pv.noise_sigmas], "seq_len": seq_len,
-                        "heldout_texts": pv.heldout_texts, "public_tokens": pv.public_tokens,
-                        "public_fraction": pv.public_fraction, "mlp_steps": pv.mlp_steps,
-                        "optimisation_steps": pv.optimisation_steps, "optimisation_texts": pv.optimisation_texts,
-                        "optimisation_max_split": pv.optimisation_max_split, "seed": scenario.seed,
-                        "data_source": scenario.data.source},
+           "settings": {k: v for k, v in settings_record.items() if k != "model"},
            "text_split": record,
            "provenance": {"command": " ".join(["fsllm-sim", *sys.argv[1:]]) if sys.argv[1:2] == ["privacy"]
                           else f"run_privacy({scenario.name!r})", "run_dir": str(run_dir),
                           "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(wall_s, 1),
+                          "groups_resumed": resumed, "groups": len(keys),
                           "torch_threads": torch.get_num_threads(), "versions": package_versions()},
            "rows": rows}
     atomic_write_json(run_dir / "privacy.json", doc)

@@ -274,11 +274,18 @@ class TextSets:
     heldout_mask: torch.Tensor
 
 
+def group_key(split: int, defence: Defence) -> str:
+    """The name of one (split, defence) group of rows, as resumed runs store it."""
+    return f"split{int(split)}-{defence.wire}-sigma{defence.noise_sigma:g}"
+
+
 def measure(base: BaseModel, texts: TextSets, splits, attacks, defences, *, settings: AttackSettings = AttackSettings(),
-            seed: int = 0, tokenizer=None, progress=None) -> list[dict]:
+            seed: int = 0, tokenizer=None, progress=None, done=frozenset(), on_group=None) -> list[dict]:
     """Every (split, defence, attack) on the held-out texts: one row each with the metrics and their intervals.
 
-    ``progress`` (optional) is called with a short line before each (split, defence)."""
+    ``progress`` (optional) is called with a short line before each (split, defence). Groups whose
+    :func:`group_key` is in ``done`` are skipped (a resumed run has them); ``on_group(key, rows)`` is called as each
+    group finishes. Every group draws its own noise streams, so skipping some leaves the others' numbers alone."""
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"privacy.attacks: {unknown} not among {', '.join(ATTACKS)}")
@@ -289,12 +296,15 @@ def measure(base: BaseModel, texts: TextSets, splits, attacks, defences, *, sett
     rows = []
     for s in splits:
         for d_index, defence in enumerate(defences):
+            if group_key(s, defence) in done:
+                continue
             if progress:
                 progress(f"split {s}, defence {defence.name} {defence.noise_sigma:g}")
             # one noise stream per (split, defence) and role, so adding a defence leaves the others' draws alone
             g_pub = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * s + 31 * d_index + 1)
             g_held = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * s + 31 * d_index + 2)
             seen = defence.apply(heldout[s], g_held)
+            group = []
             for attack in attacks:
                 if attack == "optimisation" and s > settings.optimisation_max_split:
                     continue
@@ -317,12 +327,15 @@ def measure(base: BaseModel, texts: TextSets, splits, attacks, defences, *, sett
                 m = text_metrics(ids, guess, mask, tokenizer)
                 acc, rouge, exact = (interval(m["token_acc"], seed=seed), interval(m["rouge_l"], seed=seed),
                                      interval(m["exact"], binary=True))
-                rows.append({"split": s, "attack": attack, "defence": defence.name, "strength": defence.noise_sigma,
+                group.append({"split": s, "attack": attack, "defence": defence.name, "strength": defence.noise_sigma,
                              "wire": defence.wire,
                              "token_acc": acc[0], "token_acc_lo": acc[1], "token_acc_hi": acc[2],
                              "rouge_l": rouge[0], "rouge_l_lo": rouge[1], "rouge_l_hi": rouge[2],
                              "exact": exact[0], "exact_lo": exact[1], "exact_hi": exact[2],
                              "texts": int(ids.shape[0]), "tokens": int(mask.sum())})
+            rows += group
+            if on_group is not None:
+                on_group(group_key(s, defence), group)
     return rows
 
 
