@@ -128,14 +128,16 @@ def run_privacy(scenario, *, runs_dir: str | None = None, out_dir: str | None = 
     keys = [group_key(s, d) for s in splits for d in defences]
     resumed = sum(k in finished for k in keys)
     if finished:
-        echo(f"resumed: {sum(k in finished for k in keys)} of {len(keys)} (split, defence) groups were already "
-             f"measured in {run_dir}")
-    if any(k not in finished for k in keys):
+        echo(f"resumed: {resumed} of {len(keys)} (split, defence) groups were already measured in {run_dir}")
+
+    def keep(key, group):  # each finished group on disk at once, so an interrupted run loses at most one
+        finished[key] = group
+        atomic_write_json(run_dir / "parts" / f"{key}.json", group)
+
+    if resumed < len(keys):
         measure(base, texts, splits, attacks, defences, settings=settings, seed=scenario.seed, tokenizer=tokenizer,
                 progress=(lambda line: echo(f"  {line} ({time.perf_counter() - start:.0f} s)")) if progress else None,
-                done=frozenset(finished),
-                on_group=lambda key, group: (finished.__setitem__(key, group),
-                                             atomic_write_json(run_dir / "parts" / f"{key}.json", group)))
+                done=frozenset(finished), on_group=keep)
     rows = [r for k in keys for r in finished[k]]
     wall_s = time.perf_counter() - start
     rows = [{k: r[k] for k in ROW_FIELDS} for r in rows]
