@@ -2,6 +2,7 @@
 
 Left of each figure token accuracy, right ROUGE-L F1; error bars are the 95 % intervals over held-out texts, the
 dashed line is the frequency baseline. Returns what it drew (series name -> list of (x, value)) for tests.
+``path`` with a suffix is one file; without one it is a stem, written as PNG and PDF.
 """
 from __future__ import annotations
 
@@ -12,10 +13,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import save_figure  # noqa: E402
+from .io import save_figure, save_figure_formats  # noqa: E402
 
 COLOURS = {"linear": "#0072B2", "mlp": "#E69F00", "optimisation": "#009E73", "frequency": "#000000"}
 METRICS = (("token_acc", "token accuracy"), ("rouge_l", "ROUGE-L F1"))
+
+
+def _save(fig, path) -> None:
+    path = Path(path)
+    if path.suffix:
+        save_figure(fig, path)
+    else:
+        save_figure_formats(fig, path)
 
 
 def _errorbars(ax, rows, x_key, metric, label, colour, dashed=False):
@@ -45,8 +54,7 @@ def plot_leakage_vs_split(rows, path: str | Path, title: str = "") -> dict:
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    _save(fig, path)
     return drawn
 
 
@@ -72,6 +80,5 @@ def plot_leakage_vs_noise(rows, path: str | Path, title: str = "") -> dict:
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    _save(fig, path)
     return drawn

@@ -160,6 +160,10 @@ def test_privacy_command_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert set(doc["text_split"]["public_groups"]).isdisjoint(doc["text_split"]["client_groups"])
     for figure in ("leakage_vs_split.png", "leakage_vs_noise.png"):
         assert (run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # `fsllm-sim plot` redraws them from the directory, as PNG and PDF
+    assert main(["plot", str(run), "--out", str(tmp_path / "figs")]) == 0
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "leakage_vs_noise.pdf", "leakage_vs_noise.png", "leakage_vs_split.pdf", "leakage_vs_split.png"]
     # the file feeds a limit: at the embedding output the tiny model leaks everything, so the floor is 2
     assert privacy_floor(doc, limit_field="max_token_accuracy", limit=1.0, wire="fp16", noise_sigma=0.0,
                          model="tiny-llama", source="f").split == 1

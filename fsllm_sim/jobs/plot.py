@@ -74,7 +74,7 @@ def run_plot(folder: str, *, out: str | None = None, speeds_kmh=None, doppler_ro
     dest = ensure_output_dir(out if out is not None else src / FIGURES_DIR, "--out")
     remove_stale_temp_files(dest)  # those of an earlier plot that was killed
     doppler = {"speeds": tuple(DOPPLER_SPEEDS_KMH if speeds_kmh is None else speeds_kmh), "rounds": doppler_rounds}
-    writers = {"run": _plot_run, "compare": _plot_compare, "sweep": _plot_sweep}
+    writers = {"run": _plot_run, "compare": _plot_compare, "sweep": _plot_sweep, "privacy": _plot_privacy}
     written: list[Path] = []
     try:
         for name, figure_paths, note in writers[kind](src, dest, doppler=doppler, progress=progress):
@@ -90,18 +90,21 @@ def run_plot(folder: str, *, out: str | None = None, speeds_kmh=None, doppler_ro
 
 
 def detect_kind(src: Path) -> str:
-    """``run`` (trace.csv and a results.json with a summary), ``compare`` (compare.csv), or ``sweep``
-    (results.csv / results.json rows of the sweep job, or the older sweep.csv); else a one-line ConfigError."""
+    """``run`` (trace.csv and a results.json with a summary), ``compare`` (compare.csv), ``sweep``
+    (results.csv / results.json rows of the sweep job, or the older sweep.csv), or ``privacy`` (the privacy.json
+    of `fsllm-sim privacy`); else a one-line ConfigError."""
     if not src.is_dir():
-        raise ConfigError(f"plot {str(src)!r}: not a folder (allowed: a run, compare or sweep directory)")
+        raise ConfigError(f"plot {str(src)!r}: not a folder (allowed: a run, compare, sweep or privacy directory)")
+    if (src / "privacy.json").is_file():
+        return "privacy"
     if (src / "compare.csv").is_file():
         return "compare"
     if (src / "trace.csv").is_file() and (src / "results.json").is_file():
         return "run"
     if (src / "sweep.csv").is_file() or (src / "results.csv").is_file():
         return "sweep"
-    raise ConfigError(f"plot {str(src)!r}: not a run, compare or sweep directory (no trace.csv with results.json, "
-                      f"compare.csv, results.csv or sweep.csv in it)")
+    raise ConfigError(f"plot {str(src)!r}: not a run, compare, sweep or privacy directory (no trace.csv with "
+                      f"results.json, compare.csv, results.csv, sweep.csv or privacy.json in it)")
 
 
 # ------------------------------------------------------------------------------------------------- readers
@@ -161,6 +164,18 @@ def _plot_run(src: Path, dest: Path, *, doppler, progress):
     world = _world(scenario, results["profile"]["source"], progress)
     yield from _tradeoffs(world, dest)
     yield _doppler_from_runs(scenario, world, summary, dest, doppler)
+
+
+def _plot_privacy(src: Path, dest: Path, *, doppler, progress):
+    from plots.privacy import plot_leakage_vs_noise, plot_leakage_vs_split
+
+    from ..privacy import load_privacy_file
+
+    doc = load_privacy_file(src / "privacy.json")
+    plot_leakage_vs_split(doc["rows"], dest / "leakage_vs_split", title=f"{doc['model']}: leakage against split")
+    yield "leakage_vs_split", _saved(dest / "leakage_vs_split"), ""
+    plot_leakage_vs_noise(doc["rows"], dest / "leakage_vs_noise", title=f"{doc['model']}: leakage against noise")
+    yield "leakage_vs_noise", _saved(dest / "leakage_vs_noise"), ""
 
 
 def _saved(stem: Path) -> list[Path]:
