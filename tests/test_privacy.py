@@ -113,7 +113,7 @@ def test_missing_deep_and_huge_files_are_one_line(tmp_path):
 def test_the_scenario_floor_raises_the_optimisers_smallest_split(file):
     plain = scenario_from_dict({"split": {"min_layer": 2}})
     assert scenario_privacy_floor(plain) is None and effective_min_split(plain) == 2
-    limited = scenario_from_dict({"split": {"min_layer": 2},
+    limited = scenario_from_dict({"split": {"min_layer": 2, "layer": 8},
                                   "privacy": {"file": str(file), "max_token_accuracy": 0.5, "max_rouge_l": 0.7}})
     assert scenario_privacy_floor(limited).split == 8 and effective_min_split(limited) == 8
     with pytest.raises(ConfigError, match="privacy.max_rouge_l: needs privacy.file"):
@@ -124,6 +124,7 @@ def test_optimize_respects_prints_and_saves_the_floor(file, tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({
         "clients": {"count": 3}, "channel": {"s_band": {"subchannels": 8}, "f_band": {"subchannels": 4}},
+        "split": {"layer": 8},
         "privacy": {"file": "privacy.json", "max_token_accuracy": 0.5},  # relative to the scenario
         "output": {"runs_dir": str(tmp_path / "runs")}}))
     assert main(["optimize", str(path), "--profile", "analytic", "--no-progress", "--no-baselines"]) == 0
@@ -186,14 +187,17 @@ def test_privacy_command_bad_input_is_one_line(tmp_path, capsys, override, messa
     assert re.search(message, err[0]), err[0]
 
 
-def test_a_scenario_split_below_the_floor_warns_in_one_line(file):
-    from fsllm_sim.engine.world import privacy_warnings
-
-    below = scenario_from_dict({"split": {"layer": 4}, "privacy": {"file": str(file), "max_token_accuracy": 0.5}})
-    lines = privacy_warnings(below)
-    assert len(lines) == 1 and "split.layer=4 is below the floor 8" in lines[0] and "0.600" in lines[0]
-    at = scenario_from_dict({"split": {"layer": 8}, "privacy": {"file": str(file), "max_token_accuracy": 0.5}})
-    assert privacy_warnings(at) == () and privacy_warnings(scenario_from_dict({})) == ()
+def test_a_scenario_split_below_the_floor_is_one_line(file):
+    with pytest.raises(ConfigError) as err:
+        scenario_from_dict({"split": {"layer": 4}, "privacy": {"file": str(file), "max_token_accuracy": 0.5}})
+    message = str(err.value)
+    assert "split.layer: 4 is below the privacy floor 8" in message and "split 4 reaches 0.600 (linear)" in message
+    assert "allowed: split.layer >= 8" in message and "\n" not in message
+    assert scenario_from_dict({"split": {"layer": 8},
+                               "privacy": {"file": str(file), "max_token_accuracy": 0.5}}).split.layer == 8
+    # under fl no activations leave the device: no floor
+    assert scenario_from_dict({"protocol": "fl", "split": {"layer": 4},
+                               "privacy": {"file": str(file), "max_token_accuracy": 0.5}}).protocol == "fl"
 
 
 def test_the_shipped_measurement_of_smollm2():
@@ -209,12 +213,12 @@ def test_the_shipped_measurement_of_smollm2():
         assert rows[(s, "mlp", "fp16", 0.0)]["token_acc_lo"] > rows[(s, "frequency", "fp16", 0.0)]["token_acc_hi"]
     assert doc["provenance"]["wall_s"] > 0 and "torch" in doc["provenance"]["versions"]
     # the floor the shipped file sets on the default model: deep at the plain wire, shallower with noise
-    plain = scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.8}})
-    noisy = scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.8},
+    plain = scenario_from_dict({"split": {"layer": 16}, "privacy": {"file": "builtin", "max_token_accuracy": 0.8}})
+    noisy = scenario_from_dict({"split": {"layer": 16}, "privacy": {"file": "builtin", "max_token_accuracy": 0.8},
                                 "training": {"activation_noise_sigma": 1.0}})
     assert scenario_privacy_floor(plain).split == 16 and scenario_privacy_floor(noisy).split == 2
     with pytest.raises(ConfigError, match="least leaky is split 29"):
-        scenario_privacy_floor(scenario_from_dict({"privacy": {"file": "builtin", "max_token_accuracy": 0.5}}))
+        scenario_from_dict({"split": {"layer": 29}, "privacy": {"file": "builtin", "max_token_accuracy": 0.5}})
 
 
 def test_an_interrupted_measurement_resumes_with_the_same_rows(tmp_path, capsys):

@@ -567,7 +567,28 @@ def scenario_from_dict(data: dict, source: str = "scenario", base_dir: str | os.
         raise ConfigError(f"{_display_path(source)}: {exc}") from None
     if base_dir is not None:
         scenario = _resolve_paths(scenario, Path(base_dir))
+    try:
+        _privacy_floor_check(scenario)  # after the paths are resolved: it reads privacy.file
+    except ConfigError as exc:
+        raise ConfigError(f"{_display_path(source)}: {exc}") from None
     return scenario
+
+
+def _privacy_floor_check(s: Scenario) -> None:
+    """``split.layer`` (what equal-share and the fixed-split baselines train at) must meet the floor a leakage
+    limit sets, as it must meet ``split.min_layer``; under fl no activations leave the device."""
+    pv = s.privacy
+    if s.protocol == "fl" or (pv.max_token_accuracy is None and pv.max_rouge_l is None):
+        return
+    from ..privacy import scenario_privacy_floor
+
+    floor = scenario_privacy_floor(s)
+    if s.split.layer < floor.split:
+        leak = floor.measured.get(s.split.layer)
+        there = f"; split {s.split.layer} reaches {leak[0]:.3f} ({leak[1]})" if leak else ""
+        _fail("split.layer", f"{s.split.layer} is below the privacy floor {floor.split} (privacy.file {pv.file}, "
+                             f"{floor.metric} upper 95 % bound <= {floor.limit:g}{there}) (allowed: split.layer >= "
+                             f"{floor.split}, or a looser limit)")
 
 
 def _resolve_paths(s: Scenario, base: Path) -> Scenario:

@@ -13,7 +13,6 @@ from solvers.scenario import build_problem
 from ..convergence import ConvergenceModel, load_convergence
 from ..devices import DeviceFleet, make_fleet
 from ..network import RadioEnvironment, build_environment
-from ..privacy import scenario_privacy_floor
 from ..profiles import scenario_profile
 from ..seeding import stream
 
@@ -48,21 +47,8 @@ def build_world(scenario, *, profile_source: str = "counted", progress: bool = T
     problem = build_problem(scenario, env, fleet, profile, convergence)
     # the problem's convergence model: under fl with devices left out, a round trains fewer tokens
     return World(scenario, env, fleet, profile, meta, problem.convergence, problem,
-                 tuple(convergence.regime_warnings(scenario)) + problem.notes + privacy_warnings(scenario))
+                 tuple(convergence.regime_warnings(scenario)) + problem.notes)
 
-
-def privacy_warnings(scenario) -> tuple:
-    """One line when the scenario's own split (what equal-share and the fixed-split baselines train at) lies below
-    the floor its leakage limit sets; the optimiser never goes below it."""
-    floor = scenario_privacy_floor(scenario) if scenario.protocol != "fl" else None
-    if floor is None or scenario.split.layer >= floor.split:
-        return ()
-    leak, attack = floor.measured.get(scenario.split.layer, (None, None))
-    at = (f" ({floor.metric} upper bound {leak:.3f} there, attack {attack})" if leak is not None
-          else " (a split not measured)")
-    return (f"privacy: split.layer={scenario.split.layer} is below the floor {floor.split} that "
-            f"privacy.{'max_token_accuracy' if floor.metric == 'token_acc' else 'max_rouge_l'}={floor.limit:g} sets"
-            f"{at}; allocations at split.layer (equal-share, fixed-split baselines) exceed the limit",)
 
 
 def print_warnings(world: World) -> None:
