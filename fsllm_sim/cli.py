@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_cmd("validate", _cmd_validate, "check a scenario file (and the trace and calibration files it names) "
                                            "and report the first problem in one line").add_argument(
         "--deep", action="store_true", help="also load the model's configuration and check split.layer, "
-                                            "split.min_layer and training.seq_len against it")
+                                            "split.min_layer, privacy.splits and training.seq_len against it")
     scenario_cmd("show-config", _cmd_show_config, "print the fully resolved scenario, defaults included")
     ref = sub.add_parser("reference", help="print (or --write) the scenario reference document")
     ref.add_argument("--write", metavar="PATH", help="write the reference to PATH instead of printing it")

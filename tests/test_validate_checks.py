@@ -80,6 +80,8 @@ def test_the_pure_parser_agrees_with_the_calibration():
     ({"split": {"layer": 9, "min_layer": 9}},
      "split.layer: 9 is out of range for tiny-llama with J=4 blocks (allowed: 1..3)"),
     ({"training": {"seq_len": 2048}}, "training.seq_len: 2048 exceeds the context of tiny-llama (allowed: 2..1024)"),
+    ({"privacy": {"splits": [0, 3, 5]}},
+     "privacy.splits: [5] lie beyond tiny-llama's last split (allowed: 0..3, 0 being the embedding output)"),
 ])
 def test_deep_validation_checks_the_model(tmp_path, capsys, data, expected):
     merged = {**TINY, **data}

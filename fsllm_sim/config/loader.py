@@ -544,8 +544,9 @@ def _dynamics_checks(s: Scenario) -> None:
 
 def deep_checks(s: Scenario) -> dict:
     """Checks that need the model's configuration (``validate --deep``): ``split.layer`` and ``split.min_layer``
-    against its number of blocks J (allowed 1..J-1) and ``training.seq_len`` against its context. Loads the
-    model through the registry (the default model: its cached weights). Returns what it checked against."""
+    against its number of blocks J (allowed 1..J-1), ``privacy.splits`` (0..J-1) and ``training.seq_len``
+    against its context. Loads the model through the registry (the default model: its cached weights). Returns
+    what it checked against."""
     from ..training.models import load_model
 
     lm = load_model(s.model.name)
@@ -555,6 +556,10 @@ def deep_checks(s: Scenario) -> dict:
             _fail(where, f"{value} is out of range for {lm.name} with J={j} blocks (allowed: 1..{j - 1})")
     if s.training.seq_len > context:
         _fail("training.seq_len", f"{s.training.seq_len} exceeds the context of {lm.name} (allowed: 2..{context})")
+    outside = [x for x in (s.privacy.splits or ()) if x > j - 1]
+    if outside:
+        _fail("privacy.splits", f"{shorten(outside)} lie beyond {lm.name}'s last split (allowed: 0..{j - 1}, 0 being "
+                                f"the embedding output)")
     return {"model": lm.name, "blocks": j, "context": context}
 
 
