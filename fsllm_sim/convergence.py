@@ -179,7 +179,7 @@ class ConvergenceModel:
                            f"{wanted!r}, which N(r) does not account for {advice}")
         sigma = float(scenario.training.activation_noise_sigma)
         own_sigma = float(self.measured_at.get("activation_noise_sigma") or 0.0)  # a file of before it: no noise
-        if sigma != own_sigma and noise_penalty_of(self.noise_penalties, sigma) is None:
+        if sigma != own_sigma and noise_penalty_key(self.noise_penalties, sigma) is None:
             measured = "without activation noise" if own_sigma == 0 else f"with activation noise sigma {own_sigma:g}"
             known = (f"; noise penalties are measured for sigma {', '.join(sorted(self.noise_penalties))} only"
                      if self.noise_penalties else "")
@@ -418,12 +418,10 @@ def _check_precision_penalty(doc: dict, shown: str) -> None:
     _check_penalty_section(doc, shown, "precision_penalty", "wire precision", check_name)
 
 
-def noise_penalty_of(penalties: dict, sigma: float):
-    """The measured factor for noise ``sigma`` among ``penalties`` (keys: sigma as text), or None."""
-    for key, factor in penalties.items():
-        if abs(float(key) - float(sigma)) <= 1e-9 * max(1.0, abs(float(sigma))):
-            return factor
-    return None
+def noise_penalty_key(penalties: dict, sigma: float) -> str | None:
+    """The key (sigma as text) of noise ``sigma`` among measured ``penalties``, or None."""
+    return next((key for key in penalties if abs(float(key) - float(sigma)) <= 1e-9 * max(1.0, abs(float(sigma)))),
+                None)
 
 
 def _check_noise_penalty(doc: dict, shown: str) -> None:
@@ -556,11 +554,11 @@ def load_calibration_fit(path, scenario_tokens_per_round: float | None = None, *
         noise_factor, noised, noise_bound = 1.0, None, None
         own_sigma = float(regime.get("activation_noise_sigma") or 0.0)
         if activation_noise_sigma is not None and float(activation_noise_sigma) != own_sigma:
-            measured = noise_penalty_of(noise_penalties, float(activation_noise_sigma))
-            if measured is not None:
-                noise_factor, noised = measured, float(activation_noise_sigma)
-                entry = next(v for k, v in doc["noise_penalty"].items() if float(v["factor"]) == measured)
-                noise_bound = entry.get("bound") if entry.get("bound") in ("lower", "upper", "mixed") else None
+            key = noise_penalty_key(noise_penalties, float(activation_noise_sigma))
+            if key is not None:
+                noise_factor, noised = noise_penalties[key], float(activation_noise_sigma)
+                bound = doc["noise_penalty"][key].get("bound")
+                noise_bound = bound if bound in ("lower", "upper", "mixed") else None
         batch_factor, batch = 1.0, None
         section = doc.get("batch_scaling")
         if section and tokens_per_step is not None:

@@ -12,6 +12,7 @@ Pure Python: the optimiser's side reads this module; the attacks live in :mod:`f
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import stat
@@ -27,6 +28,7 @@ METRICS = {"max_token_accuracy": "token_acc", "max_rouge_l": "rouge_l"}
 MAX_PRIVACY_BYTES = 16 * 1024 * 1024
 ROW_FIELDS = ("split", "attack", "defence", "strength", "wire", "token_acc", "token_acc_lo", "token_acc_hi",
               "rouge_l", "rouge_l_lo", "rouge_l_hi", "exact", "exact_lo", "exact_hi", "texts", "tokens")
+METRIC_FIELDS = tuple(f for f in ROW_FIELDS if f.split("_")[0] in ("token", "rouge", "exact"))  # each in [0, 1]
 
 
 def builtin_privacy_path() -> Path:
@@ -39,7 +41,10 @@ def _short(value) -> str:
 
 
 def load_privacy_file(path) -> dict:
-    """The file as a dict, checked: schema, model, and every row's fields and ranges (one line per problem)."""
+    """The file as a dict, checked: schema, model, and every row's fields and ranges (one line per problem).
+
+    Read once per version of the file (path, size, modification time): loading a scenario, stating its problem and
+    reporting its floor all ask for it. The dict is shared between callers; do not change it."""
     p = builtin_privacy_path() if str(path) == "builtin" else Path(path)
     shown = "builtin" if str(path) == "builtin" else str(path)
     try:
@@ -53,6 +58,12 @@ def load_privacy_file(path) -> dict:
         raise ConfigError(f"privacy.file {shown} is not a regular file (allowed: a privacy.json)")
     if st.st_size > MAX_PRIVACY_BYTES:
         raise ConfigError(f"privacy.file {shown} is {st.st_size} bytes, more than the {MAX_PRIVACY_BYTES} allowed")
+    return _read_checked(str(p), shown, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_checked(p: str, shown: str, size: int, mtime_ns: int) -> dict:
+    p = Path(p)
     try:
         with p.open("rb") as fh:
             doc = json.loads(fh.read(MAX_PRIVACY_BYTES + 1))
@@ -76,7 +87,7 @@ def load_privacy_file(path) -> dict:
             raise ConfigError(f"{where}.split={_short(row['split'])} (allowed: an integer 0..1023)")
         if row["attack"] not in ATTACKS:
             raise ConfigError(f"{where}.attack={_short(row['attack'])} (allowed: {', '.join(ATTACKS)})")
-        for key in ROW_FIELDS[5:14]:
+        for key in METRIC_FIELDS:
             v = row[key]
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and 0 <= v <= 1):
                 raise ConfigError(f"{where}.{key}={_short(v)} (allowed: a number in [0, 1])")
@@ -158,7 +169,7 @@ def scenario_privacy_floor(scenario) -> PrivacyFloor | None:
         raise ConfigError(f"privacy.{limits[0][0]} needs privacy.file (builtin or a privacy.json that "
                           f"`fsllm-sim privacy` wrote)")
     doc = load_privacy_file(pv.file)
-    noise = float(getattr(scenario.training, "activation_noise_sigma", 0.0))
+    noise = float(scenario.training.activation_noise_sigma)
     floors = [privacy_floor(doc, limit_field=f, limit=v, wire=scenario.training.activation_precision,
                             noise_sigma=noise, model=scenario.model.name, source=str(pv.file)) for f, v in limits]
     return max(floors, key=lambda f: f.split)

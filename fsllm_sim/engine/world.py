@@ -50,7 +50,6 @@ def build_world(scenario, *, profile_source: str = "counted", progress: bool = T
                  tuple(convergence.regime_warnings(scenario)) + problem.notes)
 
 
-
 def print_warnings(world: World) -> None:
     """Each warning of the world as one ``warning: ...`` line on stderr."""
     import sys

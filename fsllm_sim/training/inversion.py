@@ -87,6 +87,7 @@ class BaseModel:
         self.rotary_emb = hf.model.rotary_emb
         self.blocks = decoder_blocks(hf)
         self.embedding = self.embed_tokens.weight.detach().float()  # V x d
+        self._unit_embedding = nn.functional.normalize(self.embedding, dim=-1)  # every decode compares with it
 
     @property
     def num_blocks(self) -> int:
@@ -122,7 +123,7 @@ class BaseModel:
     def nearest_tokens(self, vectors: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         """The token whose embedding row is nearest in cosine to each vector (... x d -> ...)."""
         flat = vectors.reshape(-1, vectors.shape[-1]).float()
-        emb = nn.functional.normalize(self.embedding, dim=-1)
+        emb = self._unit_embedding
         out = torch.empty(flat.shape[0], dtype=torch.long)
         for i in range(0, flat.shape[0], chunk):
             out[i:i + chunk] = (nn.functional.normalize(flat[i:i + chunk], dim=-1) @ emb.T).argmax(dim=-1)

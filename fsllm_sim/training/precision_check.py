@@ -1,4 +1,5 @@
-"""What does a lossy wire cost in convergence? The factor T_precision(r) / T_base(r), measured, for the token model.
+"""What does a lossy wire (or the activation-noise defence) cost in convergence? The factor T_other(r) / T_base(r),
+measured, for the token model.
 
 The base calibration (fp16 on the wire, say) and one or more calibrations at another wire precision
 (``training.activation_precision``) must share the model, data, K, E, b, L, split, LoRA and the absolute
@@ -14,7 +15,9 @@ It then writes the base calibration document with a ``precision_penalty`` sectio
 ``{precision: {factor, ci95, ranks: [...], seeds, target, calibrations: [provenance of each], compute, ...}}``
 and a ``precision_check`` record (command, host, versions, time). A scenario that names the merged file in
 ``convergence.calibration`` and uses one of those precisions gets T(r) times the factor
-(:mod:`fsllm_sim.convergence`).
+(:mod:`fsllm_sim.convergence`). A calibration that differs from the base in ``training.activation_noise_sigma``
+instead (not in both) gives, the same way, a ``noise_penalty`` section keyed by sigma and a ``noise_check``
+record; one call may measure both kinds.
 
     python -m fsllm_sim.training.precision_check BASE OTHER [OTHER ...] [--out FILE] [--bootstrap N]
         [--note TEXT]
@@ -184,24 +187,24 @@ def _host() -> dict:
     return host
 
 
-def merged_document(base: dict, sections: dict, *, command: str, note: str | None = None,
-                    kind: str = "precision_penalty") -> dict:
-    """The base calibration document as written on disk, with ``kind`` (``precision_penalty`` or
-    ``noise_penalty``) replaced by ``sections`` and its check record (``precision_check``, ``noise_check``); the
-    file's other sections are kept."""
+def merged_document(base: dict, kinds: dict, *, command: str, note: str | None = None) -> dict:
+    """The base calibration document as written on disk, with each section of ``kinds`` (``precision_penalty``,
+    ``noise_penalty``: {key: section}, as :func:`penalty_sections` gives) replaced and its check record
+    (``precision_check``, ``noise_check``) written; the file's other sections are kept."""
     with open(base["_path"], encoding="utf-8") as fh:
         raw = json.load(fh)
     from fsllm_sim.rundir import package_versions
 
-    raw[kind] = sections
-    raw[KINDS[kind]] = {
-        "command": command, "note": note, "base": base["_path"],
-        "inputs": [c["path"] for s in sections.values() for c in s["calibrations"]],
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": _host(), "versions": package_versions(),
-        "compute_train_wall_s": float((raw.get("compute") or {}).get("train_wall_s", 0.0)
-                                      + sum(s["compute"]["train_wall_s"] for s in sections.values())),
-    }
+    for kind, sections in kinds.items():
+        raw[kind] = sections
+        raw[KINDS[kind]] = {
+            "command": command, "note": note, "base": base["_path"],
+            "inputs": [c["path"] for s in sections.values() for c in s["calibrations"]],
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": _host(), "versions": package_versions(),
+            "compute_train_wall_s": float((raw.get("compute") or {}).get("train_wall_s", 0.0)
+                                          + sum(s["compute"]["train_wall_s"] for s in sections.values())),
+        }
     return raw
 
 
@@ -251,12 +254,7 @@ def main(argv=None) -> int:
         command = " ".join(shlex.quote(a) for a in ["python", "-m", "fsllm_sim.training.precision_check",
                                                     *args_list])
         out = args.out or Path(base["_path"]).parent / "calibration-precision.json"
-        doc_path = base["_path"]
-        for kind, sections in kinds.items():
-            merged = merged_document({**base, "_path": doc_path}, sections, command=command, note=args.note,
-                                     kind=kind)
-            written = write_merged(merged, out)
-            doc_path = str(written)  # the second kind is merged into what the first wrote
+        written = write_merged(merged_document(base, kinds, command=command, note=args.note), out)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
