@@ -13,6 +13,7 @@ Modules (by role in the protocol of ``shared/spec/system-model.md`` §1):
 * :mod:`.main_server`  the MS step (forward+loss+backward+update), SplitFed v1 / v2 server adapters;
 * :mod:`.fed_server`   the FS: FedAvg;
 * :mod:`.system`       :class:`SplitFedSystem` tying them together;
+* :mod:`.mixed_split`  per-client split points ℓ_k: the servers' views and the aggregation by global block index;
 * :mod:`.evaluation`   validation loss / perplexity of the global model;
 * :mod:`.federated_training`  the in-process round driver :func:`run_federated_training`;
 * :mod:`.flop_count`   counted FLOPs (FlopCounterMode), cache, :func:`profile_table`;

@@ -23,6 +23,7 @@ from fsllm_sim.errors import ConfigError, DataError
 from fsllm_sim.training.defences import check_noise_sigma
 from fsllm_sim.training.device import resolve_compute
 from fsllm_sim.training.evaluation import evaluate_clients
+from fsllm_sim.training.mixed_split import check_splits
 from fsllm_sim.training.models import LoadedModel, load_model
 from fsllm_sim.training.system import SplitFedConfig, SplitFedSystem
 
@@ -54,6 +55,7 @@ class TrainingConfig:
     local_iterations: int = 5  # E
     schedule: str = "round_robin"  # round_robin: iteration e of every client, then e+1; sequential: client by client
     split: int | None = None  # ℓ; None -> J // 2
+    splits: tuple[int, ...] | None = None  # per-client ℓ_k, num_clients of them (overrides split); None: all at split
     rank: int = 8
     lora_alpha: float | None = None  # absolute α; None -> lora_alpha_per_rank · r
     lora_alpha_per_rank: float = 2.0
@@ -99,6 +101,8 @@ class TrainingConfig:
             raise ConfigError(f"tokenizer={self.tokenizer!r} is not supported; allowed: {', '.join(TOKENIZERS)}")
         resolve_compute(self.device, self.dtype)  # an unknown or absent device: one line, before any loading
         check_noise_sigma(self.activation_noise_sigma, "activation_noise_sigma")
+        if self.splits is not None:  # the bound J-1 needs the model: the system checks it when it is built
+            check_splits(self.splits, self.num_clients)
         if self.max_eval_batches is not None and self.max_eval_batches < 1:
             raise ConfigError(f"max_eval_batches={self.max_eval_batches!r} is invalid; allowed: None or >= 1")
         return self
@@ -255,7 +259,8 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
         order = [k for k in range(K) for _ in range(E)]
 
     logs: list[RoundLog] = []
-    bar = tqdm(total=config.rounds * len(order), disable=not progress, desc=f"{model.name} ℓ={system.split} "
+    shown_split = ",".join(map(str, system.splits)) if system.mixed_splits else system.split
+    bar = tqdm(total=config.rounds * len(order), disable=not progress, desc=f"{model.name} ℓ={shown_split} "
                f"r={system.rank}", unit="it", leave=False)
     bar.set_postfix(val_loss=f"{ev0.loss:.4f}")
     try:
@@ -295,7 +300,9 @@ def run_federated_training(config: TrainingConfig, *, model: LoadedModel | None 
     finally:
         bar.close()
     cfg = asdict(config)
-    cfg["split"] = system.split
+    cfg["split"] = system.split  # per-client splits: min ℓ_k (and every ℓ_k under "splits")
+    if config.splits is not None:
+        cfg["splits"] = list(system.splits)
     return TrainingResult(model=model.name, config=cfg, data_summary=_data_summary(data),
                           initial_val_loss=ev0.loss, initial_val_perplexity=ev0.perplexity, rounds=logs,
                           wall_s=time.perf_counter() - t_start, initial_client_val_loss=client_ev0)

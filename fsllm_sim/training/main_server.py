@@ -64,13 +64,16 @@ class MainServer:
         self.steps_done = 0
         self.copy_steps_done: dict[int, int] = {k: 0 for k in self.client_ids}  # v1: per copy (lr schedule)
         self._dropout = has_lora_dropout(part)
-        if mode == "v1":
-            self.states: dict[int, AdapterState] = {k: slots.new_state_like(initial_state) for k in self.client_ids}
-        else:
-            shared = slots.new_state_like(initial_state)
-            self.states = {k: shared for k in self.client_ids}
+        self.states: dict[int, AdapterState] = self._build_states(initial_state)
         self._optimizers: dict[int, torch.optim.Optimizer] = {}
         self._build_optimizers()
+
+    def _build_states(self, initial_state: Mapping[str, torch.Tensor]) -> dict[int, AdapterState]:
+        """Each client's server adapter: v1 its own copy, v2 the one shared dict."""
+        if self.mode == "v1":
+            return {k: self.slots.new_state_like(initial_state) for k in self.client_ids}
+        shared = self.slots.new_state_like(initial_state)
+        return {k: shared for k in self.client_ids}
 
     def _build_optimizers(self) -> None:
         if self.mode == "v1":
@@ -86,19 +89,32 @@ class MainServer:
             raise ConfigError(f"client_id={client_id!r} is unknown to the main server; allowed: "
                               f"{self.client_ids}") from None
 
+    def part_for(self, client_id: int) -> tuple[ServerPart, AdapterSlots]:
+        """The server view (and its LoRA slots) that serves ``client_id``: one for all clients here; one per
+        client split in :class:`~fsllm_sim.training.mixed_split.MixedMainServer`."""
+        return self.part, self.slots
+
+    def distinct_states(self) -> list[AdapterState]:
+        """The server adapter copies, each once (v1: one per client; v2: the shared one)."""
+        seen: dict[int, AdapterState] = {}
+        for s in self.states.values():
+            seen.setdefault(id(s), s)
+        return list(seen.values())
+
     def step(self, msg: ActivationMessage) -> tuple[GradientMessage, float]:
         """Serve one request: forward, loss, backward, server-adapter update; returns (gradient message, loss)."""
         state = self.state_for(msg.client_id)
+        part, slots = self.part_for(msg.client_id)
         opt = self._optimizers[msg.client_id]
         x = msg.activations.detach().requires_grad_(True)
-        with self.slots.use(state), torch.enable_grad():
+        with slots.use(state), torch.enable_grad():
             if self._dropout:
-                set_lora_dropout_training(self.part, True)
+                set_lora_dropout_training(part, True)
             try:
-                loss = self.part(x, msg.attention_mask, msg.labels)
+                loss = part(x, msg.attention_mask, msg.labels)
             finally:
                 if self._dropout:
-                    set_lora_dropout_training(self.part, False)
+                    set_lora_dropout_training(part, False)
             loss.backward()
         self.optimizer_spec.step(opt, self.schedule_step(msg.client_id))
         opt.zero_grad(set_to_none=True)
