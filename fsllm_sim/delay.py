@@ -112,11 +112,14 @@ def delay_breakdown(
     aggregation_time_s: float,
     broadcast_rate_bps: float,
     gradient_bits: float | None = None,
+    broadcast_bits: float | None = None,
 ) -> DelayBreakdown:
     """Per-client iteration and round times of spec section 4.
 
     ``server_flops_per_s`` is the speed each client sees (after sharing), scalar or length K.
     ``gradient_bits`` defaults to ``activation_bits`` (S_g = S_a: the gradient has the activation's shape).
+    The FLOPs and ``adapter_bits`` may be per client (per-client splits l_k); the broadcast then carries the
+    union of the clients' blocks, ``broadcast_bits`` (default: the largest ``adapter_bits``).
     """
     if local_iterations < 1:
         raise ConfigError(f"local_iterations={local_iterations} must be >= 1")
@@ -130,7 +133,8 @@ def delay_breakdown(
     tau = t_f + up + t_s + down + t_b
     upload = transfer_time_s(adapter_bits, uplink_f_rate_bps)
     client_round = local_iterations * tau + upload
-    bcast = float(transfer_time_s(adapter_bits, broadcast_rate_bps))
+    bcast_bits = float(np.max(adapter_bits)) if broadcast_bits is None else float(broadcast_bits)
+    bcast = float(transfer_time_s(bcast_bits, broadcast_rate_bps))
     round_s = float(np.max(client_round)) + float(aggregation_time_s) + bcast
     return DelayBreakdown(
         client_forward_s=t_f,

@@ -1,23 +1,29 @@
 """Client devices (effective speed, memory) and the servers' compute models.
 
 Speeds are *effective* FLOP/s (peak x utilisation), as the spec's f_k = peak_k * eta_k.
-A device trace is a CSV file with the header ``client_id,flops_per_s,memory_bytes`` (further columns
-are kept as metadata and ignored by the model); rows beyond the number of clients are ignored, and a
-trace with fewer rows than clients is an error. Pickle files are refused: loading one runs code.
+A device trace is a CSV file with the header ``client_id,flops_per_s,memory_bytes``; the optional energy columns
+``kappa, flops_per_cycle, f_min_hz, f_max_hz, battery_j, rx_power_w, idle_power_w`` (docs/energy.md; an empty
+cell takes the scenario's ``devices.energy`` value) override the scenario's per device, and further columns are
+kept as metadata and ignored by the model. ``flops_per_s`` is the speed at f_max: with both ``flops_per_cycle``
+and ``f_max_hz`` given they must agree with it (phi f_max = flops_per_s, within 1e-6). Rows beyond the number of
+clients are ignored, and a trace with fewer rows than clients is an error. Pickle files are refused: loading one
+runs code.
 """
 from __future__ import annotations
 
 import csv
 import io
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .energy import DeviceEnergy, check_energy_parameters
 from .errors import ConfigError
 
 TRACE_COLUMNS = ("client_id", "flops_per_s", "memory_bytes")
+ENERGY_COLUMNS = ("kappa", "flops_per_cycle", "f_min_hz", "f_max_hz", "battery_j", "rx_power_w", "idle_power_w")
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".pk", ".p", ".npy", ".npz", ".pt", ".pth"}
 
 
@@ -29,6 +35,8 @@ class DeviceFleet:
     memory_bytes: np.ndarray
     source: str = "distribution"
     extra: dict = field(default_factory=dict)
+    energy: DeviceEnergy | None = None  # set by make_fleet (device_energy): the scenario's and the trace's values
+    trace_lines: tuple = ()  # a trace's line number of each client (for one-line errors), () when drawn
 
     @property
     def num_clients(self) -> int:
@@ -152,18 +160,76 @@ def load_device_trace(path: str | Path, num_clients: int, field: str = "devices.
         for i, key in enumerate(header):
             if key not in TRACE_COLUMNS:
                 extra.setdefault(key, []).append(row[i] if i < len(row) else None)
-    return DeviceFleet(np.array(speeds), np.array(memory), source=str(p), extra=extra)
+    return DeviceFleet(np.array(speeds), np.array(memory), source=str(p), extra=extra,
+                       trace_lines=tuple(line for line, _ in rows))
+
+
+def _energy_column(fleet: DeviceFleet, name: str, where: str) -> np.ndarray:
+    """A trace's energy column as floats, NaN where the cell is empty or there is no column; one line per bad
+    cell."""
+    from .config.loader import _parse_number
+
+    k = fleet.num_clients
+    out = np.full(k, np.nan)
+    for i, cell in enumerate(fleet.extra.get(name, ())):
+        text = "" if cell is None else str(cell).strip()
+        if text == "":
+            continue
+        value = _parse_number(text)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(float(value)):
+            raise ConfigError(f"{where}: line {fleet.trace_lines[i]} ({name}): {text[:40]!r} is not a finite number")
+        out[i] = float(value)
+    return out
+
+
+def device_energy(cfg, fleet: DeviceFleet) -> DeviceEnergy:
+    """Every client's energy parameters: the trace's energy columns where given, else ``devices.energy``.
+
+    The speed ``flops_per_s`` is the speed at f_max, so phi and f_max are one free number: phi from the trace or
+    ``devices.energy.flops_per_cycle`` sets f_max = speed / phi; otherwise f_max (trace, else the scenario's) sets
+    phi = speed / f_max. Both given for a device (trace, or trace and scenario) must agree within 1e-6."""
+    en = cfg.energy
+    traced = bool(fleet.trace_lines)
+    where = f"devices.speed.trace_path: {fleet.source}" if traced else "devices.energy"
+    col = {name: _energy_column(fleet, name, where) for name in ENERGY_COLUMNS}
+
+    def filled(name):
+        default = getattr(en, name)
+        return np.where(np.isnan(col[name]), np.nan if default is None else float(default), col[name])
+
+    phi = filled("flops_per_cycle")
+    f_max_traced = col["f_max_hz"]
+    both = ~np.isnan(phi) & ~np.isnan(f_max_traced)
+    mismatch = both & ~np.isclose(phi * np.nan_to_num(f_max_traced), fleet.flops_per_s, rtol=1e-6, atol=0.0)
+    if np.any(mismatch):
+        i = int(np.argmax(mismatch))
+        raise ConfigError(f"{where}: line {fleet.trace_lines[i] if traced else i}: flops_per_cycle {phi[i]:.6g} x "
+                          f"f_max_hz {f_max_traced[i]:.6g} = {phi[i] * f_max_traced[i]:.6g} FLOP/s differs from "
+                          f"flops_per_s {fleet.flops_per_s[i]:.6g}; allowed: the speed at f_max (or leave one of the "
+                          f"two empty)")
+    f_max = np.where(np.isnan(phi), filled("f_max_hz"), fleet.flops_per_s / np.where(np.isnan(phi), 1.0, phi))
+    phi = np.where(np.isnan(phi), fleet.flops_per_s / f_max, phi)
+    battery = filled("battery_j")
+    battery = np.where(np.isnan(battery), np.inf, battery)
+    check_energy_parameters(filled("kappa"), phi, filled("f_min_hz"), f_max, battery, filled("rx_power_w"),
+                            filled("idle_power_w"), where=where)
+    source = "trace" if any(name in fleet.extra for name in ENERGY_COLUMNS) else "devices.energy"
+    return DeviceEnergy(kappa=filled("kappa"), flops_per_cycle=phi, f_min_hz=filled("f_min_hz"), f_max_hz=f_max,
+                        battery_j=battery, rx_power_w=filled("rx_power_w"), idle_power_w=filled("idle_power_w"),
+                        source=source)
 
 
 def make_fleet(cfg, num_clients: int, rng: np.random.Generator) -> DeviceFleet:
-    """Device fleet from a scenario's ``devices`` section."""
+    """Device fleet from a scenario's ``devices`` section, with every client's energy parameters."""
     spd = cfg.speed
     if spd.distribution == "trace":
-        return load_device_trace(spd.trace_path, num_clients)
-    speeds = draw_speeds_flops_per_s(rng, num_clients, spd.distribution, median_flops_per_s=spd.median_flops_per_s,
-                                     sigma=spd.sigma, low_flops_per_s=spd.low_flops_per_s,
-                                     high_flops_per_s=spd.high_flops_per_s)
-    return DeviceFleet(speeds, np.full(num_clients, float(cfg.memory_bytes)), source=spd.distribution)
+        fleet = load_device_trace(spd.trace_path, num_clients)
+    else:
+        speeds = draw_speeds_flops_per_s(rng, num_clients, spd.distribution,
+                                         median_flops_per_s=spd.median_flops_per_s, sigma=spd.sigma,
+                                         low_flops_per_s=spd.low_flops_per_s, high_flops_per_s=spd.high_flops_per_s)
+        fleet = DeviceFleet(speeds, np.full(num_clients, float(cfg.memory_bytes)), source=spd.distribution)
+    return replace(fleet, energy=device_energy(cfg, fleet))
 
 
 def aggregation_time_s(num_clients: int, adapter_parameters: int, flops_per_s: float, overhead_s: float = 0.0) -> float:

@@ -20,8 +20,8 @@ that uses it, or -1 when it is unused (this encodes OFDMA exclusivity by constru
 from __future__ import annotations
 
 import dataclasses
-
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -31,6 +31,7 @@ from channel_models.ergodic import ergodic_spectral_efficiency_rician
 from channel_models.ofdma import client_rates_bps
 from fsllm_sim.convergence import ConvergenceModel
 from fsllm_sim.delay import PROTOCOLS, DelayBreakdown, delay_breakdown, fl_delay_breakdown, sl_delay_breakdown
+from fsllm_sim.energy import DeviceEnergy
 from fsllm_sim.errors import SolverError
 from fsllm_sim.profiles import SplitRankProfile  # re-exported: solvers.problem.SplitRankProfile
 
@@ -38,6 +39,10 @@ from fsllm_sim.profiles import SplitRankProfile  # re-exported: solvers.problem.
 POWER_TOLERANCE = 1e-9
 
 RATE_MODELS = ("mean-gain", "ergodic")
+
+# What a solver minimises (docs/energy.md): N(r) T_round; N(r) (T_round + lambda E_round); N(r) T_round with each
+# client's energy of a round within its budget.
+OBJECTIVES = ("delay", "weighted", "delay-under-energy")
 
 # sl: the subchannel belongs to whichever client is active (every subchannel, every turn).
 ACTIVE_CLIENT = -2
@@ -100,6 +105,11 @@ class Problem:
     protocol: str = "sfl"
     client_ids: Optional[np.ndarray] = None
     notes: tuple = ()
+    energy: Optional[DeviceEnergy] = None
+    objective: str = "delay"
+    weight_s_per_j: float = 0.0
+    budget_j: Optional[np.ndarray] = None
+    per_client_split: bool = False
 
     def __post_init__(self):
         gain_s = np.asarray(self.gain_s, dtype=float)
@@ -155,9 +165,35 @@ class Problem:
         if self.client_memory_limit_bytes is not None:
             object.__setattr__(self, "client_memory_limit_bytes",
                                _vector("client_memory_limit_bytes", self.client_memory_limit_bytes, k))
+        self._check_energy(k)
         if not self.candidate_pairs():
             raise SolverError(f"no (split, rank) pair is allowed: min_split={self.min_split}, "
                               f"splits {self.profile.splits.tolist()}, memory limits may exclude all")
+
+    def _check_energy(self, k: int) -> None:
+        if self.objective not in OBJECTIVES:
+            raise SolverError(f"objective={self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if self.energy is not None and self.energy.num_clients != k:
+            raise SolverError(f"energy has {self.energy.num_clients} clients, the problem {k}")
+        if self.objective != "delay":
+            if self.energy is None:
+                raise SolverError(f"objective {self.objective} needs the devices' energy parameters (energy=None)")
+            if self.protocol != "sfl":
+                raise SolverError(f"objective {self.objective} is supported under protocol sfl only")
+            if self.p_total_s_w is not None or self.p_total_f_w is not None:
+                raise SolverError(f"objective {self.objective} with total power caps per band is not supported")
+            speed = self.energy.max_flops_per_s()
+            if not np.allclose(speed, self.device_flops_per_s, rtol=1e-9, atol=0.0):
+                raise SolverError("energy.flops_per_cycle x f_max_hz must equal device_flops_per_s (the speed at "
+                                  "f_max)")
+        if not (np.isfinite(self.weight_s_per_j) and self.weight_s_per_j >= 0):
+            raise SolverError(f"weight_s_per_j={self.weight_s_per_j} must be finite and >= 0")
+        if self.objective == "delay-under-energy":
+            if self.budget_j is None:
+                raise SolverError("objective delay-under-energy needs budget_j (per client, J per round)")
+            object.__setattr__(self, "budget_j", _vector("budget_j", self.budget_j, k))
+        if self.per_client_split and self.protocol != "sfl":
+            raise SolverError("per-client splits need protocol sfl")
 
     @property
     def num_clients(self) -> int:
@@ -197,7 +233,8 @@ class Problem:
             downlink_rate_bps=rows(downlink_rate_bps, self.downlink_rate_bps),
             broadcast_rate_bps=self.broadcast_rate_bps if broadcast_rate_bps is None else float(broadcast_rate_bps),
             client_memory_limit_bytes=pick(self.client_memory_limit_bytes), rician_k_linear=pick(self.rician_k_linear),
-            client_ids=self.client_ids[idx])
+            client_ids=self.client_ids[idx], energy=None if self.energy is None else self.energy.subset(idx),
+            budget_j=pick(self.budget_j))
 
     def candidate_pairs(self) -> list[tuple[int, int]]:
         """Allowed (split, rank) pairs: ℓ ≥ min_split and, when known, client memory within every limit."""
@@ -212,6 +249,39 @@ class Problem:
                     continue
                 pairs.append((int(split), int(rank)))
         return pairs
+
+    def client_splits_allowed(self, rank: int) -> list[np.ndarray]:
+        """Per client, the splits it may take at ``rank`` on its own (per-client splits): >= min_split and within
+        its memory."""
+        prof = self.profile
+        ri = int(np.flatnonzero(prof.ranks == int(rank))[0])
+        allowed = [s for s in prof.splits if s >= self.min_split]
+        out = []
+        for k in range(self.num_clients):
+            mine = [int(s) for s in allowed
+                    if prof.client_memory_bytes is None or self.client_memory_limit_bytes is None
+                    or prof.client_memory_bytes[int(np.flatnonzero(prof.splits == s)[0]), ri]
+                    <= self.client_memory_limit_bytes[k]]
+            out.append(np.array(mine, dtype=int))
+        return out
+
+    def client_costs(self, splits, rank: int) -> dict:
+        """Per-client per-iteration costs (arrays of length K) when client k takes split ``splits[k]``."""
+        splits = np.asarray(splits, dtype=int)
+        prof = self.profile
+        ri = int(np.flatnonzero(prof.ranks == int(rank))[0])
+        si = np.searchsorted(prof.splits, splits)
+        return {name: np.asarray(getattr(prof, name), dtype=float)[si, ri]
+                for name in ("client_forward_flops", "client_backward_flops", "server_flops", "activation_bits",
+                             "adapter_bits")}
+
+    def device_speed_flops_per_s(self, frequency_hz=None) -> np.ndarray:
+        """Each device's speed at the clocks ``frequency_hz`` (phi f; None: the speed at f_max)."""
+        if frequency_hz is None:
+            return self.device_flops_per_s
+        if self.energy is None:
+            raise SolverError("frequency_hz needs the devices' energy parameters (energy=None)")
+        return self.energy.flops_per_cycle * self.energy.frequency_or_max(frequency_hz)
 
     def costs(self, split: int, rank: int) -> dict:
         """The profile's per-iteration costs at one (split, rank)."""
@@ -265,9 +335,12 @@ class Problem:
                                self.bandwidth_f_hz, self.noise_psd_w_per_hz, self.num_clients)
         return r_s, r_f
 
-    def breakdown(self, split: int, rank: int, rate_s_bps, rate_f_bps) -> DelayBreakdown:
-        """Round-time breakdown given client rates on both bands (the objective's core), per ``protocol``."""
-        c = self.costs(split, rank)
+    def breakdown(self, split: int, rank: int, rate_s_bps, rate_f_bps, *, splits=None,
+                  frequency_hz=None) -> DelayBreakdown:
+        """Round-time breakdown given client rates on both bands (the objective's core), per ``protocol``;
+        ``splits`` (per-client l_k) and ``frequency_hz`` (DVFS clocks) apply under sfl."""
+        c = self.costs(split, rank) if splits is None else self.client_costs(splits, rank)
+        speed = self.device_speed_flops_per_s(frequency_hz)
         if self.protocol == "sl":
             return sl_delay_breakdown(
                 local_iterations=int(self.local_iterations),
@@ -300,7 +373,7 @@ class Problem:
             server_flops=c["server_flops"],
             activation_bits=c["activation_bits"],
             adapter_bits=c["adapter_bits"],
-            device_flops_per_s=self.device_flops_per_s,
+            device_flops_per_s=speed,
             server_flops_per_s=self.server_flops_per_s,
             uplink_s_rate_bps=rate_s_bps,
             downlink_rate_bps=self.downlink_rate_bps,
@@ -329,6 +402,19 @@ class Solution:
     lower_bound_s: Optional[float] = None
     wall_time_s: float = 0.0
     notes: list = field(default_factory=list)
+    frequency_hz: Optional[np.ndarray] = None  # each device's clock (DVFS); None: every device at f_max
+    splits: Optional[np.ndarray] = None  # per-client split points l_k; None: every client at ``split``
+    energy: Optional[object] = None  # fsllm_sim.energy.EnergyBreakdown of one round, when the problem has energy
+
+    @property
+    def training_delay_s(self) -> float:
+        """N(r) T_round, whatever the objective."""
+        return float(self.rounds * self.round_time_s)
+
+    @property
+    def training_energy_j(self) -> Optional[float]:
+        """N(r) times the clients' energy of one round (None without energy parameters)."""
+        return None if self.energy is None else float(self.rounds * self.energy.total_j)
 
     @property
     def gap(self) -> Optional[float]:
@@ -358,6 +444,14 @@ class Solution:
             "notes": list(self.notes),
             "breakdown": self.breakdown.to_dict(),
         }
+        if self.frequency_hz is not None:
+            out["frequency_hz"] = np.asarray(self.frequency_hz).tolist()
+        if self.splits is not None:
+            out["splits"] = np.asarray(self.splits).tolist()
+        if self.energy is not None:
+            out["training_delay_s"] = self.training_delay_s
+            out["training_energy_j"] = self.training_energy_j
+            out["energy"] = self.energy.to_dict()
         if not timing:
             del out["wall_time_s"]
         return out
@@ -426,19 +520,98 @@ def check_allocation(problem: Problem, assign_s, power_s_w, assign_f, power_f_w)
             raise SolverError(f"total {band}-band power {used.sum():.6g} W is above the cap {cap:.6g} W")
 
 
+# Relative slack on the DVFS range and the energy budget, so a choice that meets a bound to rounding is accepted.
+ENERGY_TOLERANCE = 1e-9
+
+
+def _check_energy_choice(problem: Problem, rank: int, frequency_hz, splits) -> None:
+    if (frequency_hz is not None or splits is not None) and problem.protocol != "sfl":
+        raise SolverError("frequency_hz and splits apply under protocol sfl only")
+    k = problem.num_clients
+    if frequency_hz is not None:
+        if problem.energy is None:
+            raise SolverError("frequency_hz needs the devices' energy parameters (energy=None)")
+        f = np.asarray(frequency_hz, dtype=float)
+        if f.shape != (k,) or np.any(~np.isfinite(f)):
+            raise SolverError(f"frequency_hz must hold {k} finite clocks in Hz")
+        en = problem.energy
+        bad = (f < en.f_min_hz * (1 - ENERGY_TOLERANCE)) | (f > en.f_max_hz * (1 + ENERGY_TOLERANCE))
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise SolverError(f"client {i}: frequency {f[i]:.6g} Hz is outside its DVFS range "
+                              f"[{en.f_min_hz[i]:.6g}, {en.f_max_hz[i]:.6g}] Hz")
+    if splits is not None:
+        sp = np.asarray(splits)
+        if sp.shape != (k,) or not np.issubdtype(sp.dtype, np.integer):
+            raise SolverError(f"splits must hold {k} integer split points")
+        allowed = problem.client_splits_allowed(rank)
+        for i in range(k):
+            if int(sp[i]) not in allowed[i]:
+                raise SolverError(f"client {i}: split {int(sp[i])} is not allowed at rank {rank} (allowed: "
+                                  f"{allowed[i].tolist()}: >= min_split {problem.min_split}, within its memory)")
+
+
+def round_energy_of(problem: Problem, split: int, rank: int, bd: DelayBreakdown, assign_s, power_s_w, assign_f,
+                    power_f_w, frequency_hz=None, splits=None):
+    """The clients' energy of one round (:class:`fsllm_sim.energy.EnergyBreakdown`) of an sfl allocation whose
+    round is ``bd``; None when the problem has no energy parameters."""
+    if problem.energy is None or problem.protocol != "sfl":
+        return None
+    from fsllm_sim.energy import round_energy
+
+    c = problem.costs(split, rank) if splits is None else problem.client_costs(splits, rank)
+    k = problem.num_clients
+
+    def per_client(assign, power):
+        a = np.asarray(assign, dtype=int)
+        p = np.asarray(power, dtype=float)
+        used = a >= 0
+        return np.bincount(a[used], weights=p[used], minlength=k).astype(float)
+
+    return round_energy(bd, problem.energy, local_iterations=int(problem.local_iterations),
+                        compute_flops=np.asarray(c["client_forward_flops"]) + c["client_backward_flops"],
+                        power_s_w=per_client(assign_s, power_s_w), power_f_w=per_client(assign_f, power_f_w),
+                        frequency_hz=frequency_hz)
+
+
+def objective_value(problem: Problem, rounds: float, round_s: float, energy) -> tuple[float, str, list]:
+    """(objective, status, notes) of a round of ``round_s`` and ``energy`` per the problem's objective."""
+    if problem.objective == "weighted":
+        return rounds * (round_s + problem.weight_s_per_j * energy.total_j), "feasible", []
+    if problem.objective == "delay-under-energy":
+        over = energy.client_j > problem.budget_j * (1 + ENERGY_TOLERANCE)
+        if np.any(over):
+            i = int(np.argmax(energy.client_j - problem.budget_j))
+            return math.inf, "over-budget", [f"client {i} spends {energy.client_j[i]:.6g} J a round, above its budget "
+                                             f"{problem.budget_j[i]:.6g} J"]
+    return rounds * round_s, "feasible", []
+
+
 def evaluate(problem: Problem, split: int, rank: int, assign_s, power_s_w, assign_f, power_f_w,
-             method: str = "evaluate", check: bool = True) -> Solution:
-    """Score an allocation with the objective T_total = N(r) * T_round of spec section 4."""
-    if (split, rank) not in problem.candidate_pairs():
+             method: str = "evaluate", check: bool = True, *, frequency_hz=None, splits=None) -> Solution:
+    """Score an allocation with the problem's objective: T_total = N(r) * T_round of spec section 4 (delay), or
+    with the clients' energy (docs/energy.md). ``frequency_hz``: the DVFS clocks (None: f_max); ``splits``:
+    per-client split points (None: every client at ``split``; ``split`` is then their smallest)."""
+    if splits is None and (split, rank) not in problem.candidate_pairs():
         raise SolverError(f"(split={split}, rank={rank}) is not an allowed pair for this problem")
+    if splits is not None and int(rank) not in problem.profile.ranks:
+        raise SolverError(f"rank={rank} is not among the profile's ranks {problem.profile.ranks.tolist()}")
     if check:
         check_allocation(problem, assign_s, power_s_w, assign_f, power_f_w)
+        _check_energy_choice(problem, rank, frequency_hz, splits)
     r_s, r_f = problem.rates(assign_s, power_s_w, assign_f, power_f_w)
-    bd = problem.breakdown(split, rank, r_s, r_f)
+    bd = problem.breakdown(split, rank, r_s, r_f, splits=splits, frequency_hz=frequency_hz)
     rounds = float(problem.convergence.rounds(rank))
+    energy = round_energy_of(problem, split, rank, bd, assign_s, power_s_w, assign_f, power_f_w, frequency_hz,
+                             splits)
+    objective, status, why = objective_value(problem, rounds, bd.round_s, energy)
     return Solution(
-        notes=list(problem.notes),
-        objective_s=rounds * bd.round_s,
+        notes=list(problem.notes) + why,
+        status=status,
+        frequency_hz=None if frequency_hz is None else np.asarray(frequency_hz, dtype=float).copy(),
+        splits=None if splits is None else np.asarray(splits, dtype=int).copy(),
+        energy=energy,
+        objective_s=objective,
         round_time_s=bd.round_s,
         rounds=rounds,
         split=int(split),

@@ -33,6 +33,8 @@ CERTIFIED_METHODS = {"exact", "gurobi"}
 # Methods that return a lower bound rather than an allocation evaluate() can score.
 BOUND_METHODS = {"relaxation"}
 OBJECTIVE_RTOL = 1e-9
+# The methods with an energy step and per-client splits (solvers.energy), for problems that ask for them.
+ENERGY_METHODS = {"bcd": "solve_energy", "exact": "solve_energy_exact"}
 
 
 def _lazy(module: str, attr: str, name: str) -> Callable[..., Solution]:
@@ -164,10 +166,20 @@ def solve(problem: Problem, method: str = DEFAULT_METHOD, split: Optional[int] =
         from .protocols import solve_sl
 
         sol = solve_sl(problem, split=split, rank=rank, method=method, **options)
+    elif (problem.objective != "delay" or problem.per_client_split) and method in ENERGY_METHODS:
+        # docs/energy.md: bcd and exact with the energy step and per-client splits; the baselines keep their
+        # allocation (every device at f_max and its cap), scored by the problem's objective
+        from . import energy
+
+        sol = getattr(energy, ENERGY_METHODS[method])(problem, split=split, rank=rank, **options)
     else:
         sol = fn(problem, split=split, rank=rank, **options)
-        if method == "bcd" and problem.rate_model == "ergodic" and problem.protocol == "sfl":
+        if method == "bcd" and problem.rate_model == "ergodic" and problem.protocol == "sfl" \
+                and problem.objective == "delay":
             sol = _not_worse_than_its_start(problem, sol, split, rank)
+        if problem.objective != "delay" and sol.status != "lower_bound":
+            sol = evaluate(problem, sol.split, sol.rank, sol.assign_s, sol.power_s_w, sol.assign_f, sol.power_f_w,
+                           method=sol.method)
     if problem.protocol == "fl" and sol.status != "lower_bound":
         from .protocols import without_s_band
 
@@ -183,7 +195,7 @@ def solve(problem: Problem, method: str = DEFAULT_METHOD, split: Optional[int] =
         raise SolverError(f"method {method!r} returned rank={sol.rank}, but rank={rank} was fixed")
     if method not in BOUND_METHODS and sol.status != "lower_bound":
         check = evaluate(problem, sol.split, sol.rank, sol.assign_s, sol.power_s_w, sol.assign_f, sol.power_f_w,
-                         method=method)
+                         method=method, frequency_hz=sol.frequency_hz, splits=sol.splits)
         if not _same(check.objective_s, sol.objective_s):
             raise SolverError(f"method {method!r} reported objective {sol.objective_s!r} s, but its allocation "
                               f"evaluates to {check.objective_s!r} s")

@@ -72,7 +72,23 @@ def build_problem(scenario, env, fleet, profile: SplitRankProfile, convergence, 
         client_memory_limit_bytes=memory_limit,
         rate_model=rates,
         rician_k_linear=np.asarray(env.rician_k_linear, dtype=float) if rates == "ergodic" else None,
+        **energy_fields(scenario, fleet, k),
     )
+
+
+def energy_fields(scenario, fleet, num_clients: int, ids=None) -> dict:
+    """The problem's energy parameters and objective (docs/energy.md) from the scenario and the fleet."""
+    energy = getattr(fleet, "energy", None)
+    if energy is not None and ids is not None:
+        energy = energy.subset(ids)
+    obj = getattr(scenario, "objective", None)
+    out = {"energy": energy}
+    if obj is not None:
+        out.update(objective=obj.kind, weight_s_per_j=float(obj.weight_s_per_j),
+                   budget_j=None if obj.budget_j is None else np.full(num_clients, float(obj.budget_j)))
+    split = getattr(scenario, "split", None)
+    out["per_client_split"] = bool(getattr(split, "per_client", False))
+    return out
 
 
 def _gains(env, gain_s, gain_f):
@@ -96,7 +112,7 @@ def _sl_problem(scenario, env, fleet, profile, convergence, gain_s, gain_f, rate
         client_memory_limit_bytes=fleet.memory_bytes if profile.client_memory_bytes is not None else None,
         rate_model=rates,
         rician_k_linear=np.asarray(env.rician_k_linear, dtype=float) if rates == "ergodic" else None,
-        protocol="sl",
+        protocol="sl", energy=getattr(fleet, "energy", None),
     )
 
 
@@ -135,4 +151,5 @@ def _fl_problem(scenario, env, fleet, profile, convergence, gain_s, gain_f, rate
         rate_model=rates,
         rician_k_linear=np.asarray(env.rician_k_linear, dtype=float)[ids] if rates == "ergodic" else None,
         protocol="fl", client_ids=ids, notes=(line,) if line else (),
+        energy=None if getattr(fleet, "energy", None) is None else fleet.energy.subset(ids),
     )

@@ -434,6 +434,28 @@ def name_problem(name: Any) -> str | None:
     return f"{shorten(name)} is not allowed; allowed: {NAME_RULE}"
 
 
+def _energy_checks(s: Scenario) -> None:
+    """The DVFS range, and what each objective needs (docs/energy.md)."""
+    en = s.devices.energy
+    if en.f_min_hz > en.f_max_hz:
+        _fail("devices.energy.f_min_hz", f"{en.f_min_hz:g} Hz is above devices.energy.f_max_hz={en.f_max_hz:g} Hz; "
+                                         f"allowed: f_min_hz <= f_max_hz")
+    obj = s.objective
+    if obj.kind == "delay-under-energy" and obj.budget_j is None:
+        _fail("objective.budget_j", "a per-client energy budget of one round is required by objective.kind "
+                                    "delay-under-energy; allowed: a number > 0 (J)")
+    if obj.kind != "delay" and s.protocol != "sfl":
+        _fail("objective.kind", f"{obj.kind} is supported under protocol sfl only (protocol is {s.protocol}); "
+                                f"allowed here: delay")
+    if obj.kind != "delay" and (s.channel.power.total_cap_s_dbm is not None or s.channel.power.total_cap_f_dbm is not None):
+        _fail("objective.kind", f"{obj.kind} with a total power cap per band (channel.power.total_cap_*_dbm) is not "
+                                f"supported (the energy step sets each client's power on its own); allowed with "
+                                f"total caps: delay")
+    if s.split.per_client and s.protocol != "sfl":
+        _fail("split.per_client", f"per-client splits need protocol sfl (protocol is {s.protocol}); allowed here: "
+                                  f"false")
+
+
 def _cross_checks(s: Scenario) -> None:
     """Constraints that involve several fields."""
     problem = name_problem(s.name)
@@ -462,6 +484,7 @@ def _cross_checks(s: Scenario) -> None:
         _fail("devices.speed.trace_path", "a trace file is required when devices.speed.distribution is trace")
     _dynamics_checks(s)
     _privacy_checks(s)
+    _energy_checks(s)
     dev = s.training.device
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", dev):
         _fail("training.device", f"{shorten(dev)} is not allowed; allowed: auto, cpu, cuda, cuda:N")
@@ -701,6 +724,13 @@ def problem_fingerprint(s: Scenario) -> str:
               if k in ("file", "max_token_accuracy", "max_rouge_l") and v is not None}
     if limits.get("max_token_accuracy") is not None or limits.get("max_rouge_l") is not None:
         data["privacy"] = limits
+    # the delay objective, default device energy and one common split keep the fingerprints made before energy
+    if data.get("objective") == scenario_to_dict(Scenario().objective):
+        del data["objective"]
+    if data.get("devices", {}).get("energy") == scenario_to_dict(Scenario().devices.energy):
+        del data["devices"]["energy"]
+    if data.get("split", {}).get("per_client") is False:
+        del data["split"]["per_client"]
     # no activation noise (the default) keeps the fingerprints made before the defence existed
     if data.get("training", {}).get("activation_noise_sigma") == 0.0:
         del data["training"]["activation_noise_sigma"]

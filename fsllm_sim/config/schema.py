@@ -237,8 +237,34 @@ class DeviceSpeedConfig:
 
 
 @dataclass(frozen=True)
+class DeviceEnergyConfig:
+    kappa: float = param(5e-27, "Effective switched capacitance: compute energy kappa C f^2 for C cycles at f Hz, "
+                                "power kappa f^3 (5e-27: 5 W at 1 GHz, a mobile GPU's envelope; docs/energy.md).",
+                         unit="J s^2", gt=0, le=1e-15)
+    f_max_hz: float = param(1.0e9, "Highest clock f_max of the DVFS range; a device's speed (devices.speed) is its "
+                                   "speed there, so FLOPs per cycle = speed / f_max unless flops_per_cycle is set.",
+                            unit="Hz", ge=1e6, le=1e11)
+    f_min_hz: float = param(0.3e9, "Lowest clock f_min the optimiser may choose (objective weighted or "
+                                   "delay-under-energy; the delay objective always runs at f_max).",
+                            unit="Hz", ge=1e6, le=1e11)
+    flops_per_cycle: Optional[float] = param(None, "FLOPs per cycle phi of every device (null: each device's speed "
+                                                   "/ f_max_hz, so f_max reproduces its speed).",
+                                             ge=1e-3, le=1e9, nullable=True, kind="float")
+    battery_j: Optional[float] = param(None, "Energy each client may spend on training (null: no battery check); a "
+                                             "client whose battery runs out drops for good (docs/energy.md).",
+                                       unit="J", gt=0, le=1e12, nullable=True, kind="float")
+    rx_power_w: float = param(0.0, "Power while receiving gradients and adapters (0: not counted).", unit="W", ge=0,
+                              le=1e4)
+    idle_power_w: float = param(0.0, "Power while waiting (for the main server, for the other clients; 0: not "
+                                     "counted).", unit="W", ge=0, le=1e4)
+
+
+@dataclass(frozen=True)
 class DevicesConfig:
     speed: DeviceSpeedConfig = section(DeviceSpeedConfig, "Effective compute speed of the clients.")
+    energy: DeviceEnergyConfig = section(DeviceEnergyConfig, "Energy of the clients: DVFS range, switched "
+                                                             "capacitance, battery (docs/energy.md; a device trace's "
+                                                             "columns of the same names win).")
     memory_bytes: int = param(4 * GIB, "Client memory M_k available to training (unless the trace sets it).",
                               unit="bytes", ge=1, le=2 ** 50)
 
@@ -294,6 +320,8 @@ class SplitConfig:
                        ge=1, le=1023)
     min_layer: int = param(1, "Smallest split the optimiser may choose (privacy: shallow activations reveal more).",
                            ge=1, le=1023)
+    per_client: bool = param(False, "Let the optimiser give each client its own split l_k within its memory "
+                                    "(bcd and exact; docs/energy.md). false: one split for every client.")
 
 
 @dataclass(frozen=True)
@@ -458,6 +486,21 @@ class SolverConfig:
                        choices=("mean-gain", "ergodic"))
 
 
+OBJECTIVES = ("delay", "weighted", "delay-under-energy")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    kind: str = param("delay", "What the optimiser minimises: delay (N(r) T_round, the default), weighted "
+                               "(N(r) (T_round + lambda E_round), E_round the clients' energy of a round) or "
+                               "delay-under-energy (N(r) T_round with every client's energy of a round at most "
+                               "budget_j). docs/energy.md.", choices=OBJECTIVES)
+    weight_s_per_j: float = param(0.0, "lambda of the weighted objective: seconds one joule is worth.", unit="s/J",
+                                  ge=0, le=1e9)
+    budget_j: Optional[float] = param(None, "Per-client energy budget of one round (delay-under-energy).", unit="J",
+                                      gt=0, le=1e12, nullable=True, kind="float")
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     rounds: int = param(3, "Global rounds the event engine simulates (`fsllm-sim run`).", ge=1, le=1_000_000)
@@ -538,6 +581,8 @@ class Scenario:
                                                     "docs/privacy.md) and the split floor it sets.")
     evaluation: EvaluationConfig = section(EvaluationConfig, "Validation of the global model (calibration and "
                                                              "real-training simulations).")
+    objective: ObjectiveConfig = section(ObjectiveConfig, "What the optimiser minimises: delay, or delay and "
+                                                          "energy (docs/energy.md).")
     solver: SolverConfig = section(SolverConfig, "Allocation solver of `fsllm-sim optimize` (the adapters' optimiser "
                                                  "is training.optimizer).")
     simulation: SimulationConfig = section(SimulationConfig, "The discrete-event simulation of `fsllm-sim run`.")

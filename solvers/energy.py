@@ -1,0 +1,676 @@
+"""The energy step (docs/energy.md): for a fixed subchannel assignment, the round time, the DVFS clocks and the powers
+that minimise the weighted objective N(r) (T_round + lambda E_round) or the delay under a per-client energy budget.
+
+Client k's round is T_k = c_k + t_c + t_s + t_f: c_k = E (t^S + S_g/R^dl) is fixed, t_c = E C_k / f_k its compute
+time (C_k cycles of one iteration's forward and backward), t_s = E S_a / R^s_k and t_f = S_c / R^f_k its two uplink
+times. Its energy of the round is
+
+    g_c(t_c) + g_s(t_s) + g_f(t_f) + const_k,   g_c(t) = kappa (E C)^3 / t^2,   g_b(t) = t P_b(bits / t),
+
+P_b(R) the least power that reaches rate R on its subchannels of band b (water-filling inverted), const_k its
+receive energy and idle energy. Each g is convex and decreasing, so a client given a deadline D spends least
+energy by using all of it: minimise the sum of the g's subject to t_c + t_s + t_f = D, whose KKT conditions are
+g'_i(t_i) = -nu for one multiplier nu >= 0. For each nu every component has a closed form:
+
+* compute: t_c = (2 kappa (E C)^3 / nu)^(1/3), clipped to [E C / f_max, E C / f_min];
+* a band with water level w (p_i = B_i (w - F_i)^+, F_i = N0 / g_i): g'_b = P - w R ln 2 = h(w), decreasing in w;
+  on the stretch where the first j subchannels (by floor) are active, h(w) = B w (1 - ln(w / a)) - S with
+  B = sum B_i, ln a = sum B_i ln F_i / B, S = sum B_i F_i, so h(w) = -nu is w = a exp(1 + W0((nu - S) / (B a e)))
+  (Lambert's W, principal branch), capped at the level of the client's power cap.
+
+D(nu) = t_c + t_s + t_f is decreasing in nu, so the nu of a deadline is found by bisection in log nu, vectorised over
+the clients. Idle energy is constant once the deadline is used in full (idle time = E t^S + t_agg), so it does not
+move the optimum; receive energy is fixed by the downlink.
+
+The round time T (every client's deadline is T - c_k): the weighted objective's derivative in T is
+1 - lambda sum_k nu_k(T), increasing in T (each nu_k decreases), so its root is found by bisection (T = T_min, every
+device at f_max and its cap, when the derivative is already >= 0 there). Under budgets, client k needs
+T >= T_k^*, the least deadline at which its least energy fits its budget; T = max(T_min, max_k T_k^*), each client
+then at its least energy for that deadline. A budget below the least energy any deadline reaches (f_min, and the
+energy per bit of a vanishing rate on its best subchannel, N0 ln 2 / g per bit) is refused in one line naming the
+client and that minimum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import lambertw
+
+from fsllm_sim.errors import SolverError
+
+from .power import PackedBand, bands_of
+from .rootfind import illinois
+
+_LN2 = float(np.log(2.0))
+# The most candidates the exact energy oracle scores (each an energy step of a few ms).
+EXACT_ENERGY_LIMIT = 20_000
+# Energy-step evaluations of bcd's local search per candidate (energy objectives; option energy_moves).
+DEFAULT_ENERGY_MOVES = 60
+
+
+class _BandRows:
+    """One band of an assignment as sorted per-client rows: floors F (ascending), bandwidths, prefix sums."""
+
+    def __init__(self, packed: PackedBand, bits, cap_w):
+        order = np.argsort(packed.floor, axis=1, kind="stable")
+        self.floor = np.take_along_axis(packed.floor, order, axis=1)
+        self.bw = np.take_along_axis(packed.bw, order, axis=1)
+        self.order = order
+        self.packed = packed
+        finite = np.isfinite(self.floor)
+        b = np.where(finite, self.bw, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.cum_b = np.cumsum(b, axis=1)
+            self.cum_bln = np.cumsum(np.where(finite, b * np.log(np.where(finite, self.floor, 1.0)), 0.0), axis=1)
+            self.cum_bf = np.cumsum(np.where(finite, b * self.floor, 0.0), axis=1)
+        self.finite = finite
+        self.bits = np.asarray(bits, dtype=float) * np.ones(self.floor.shape[0])
+        self.cap_w = np.asarray(cap_w, dtype=float)
+        # the water level of the cap (p_i = B_i (w - F_i)^+ summing to the cap): the fastest this client can send
+        with np.errstate(invalid="ignore", divide="ignore"):
+            level_m = (self.cap_w[:, None] + self.cum_bf) / self.cum_b
+        m = np.sum(finite & (level_m > self.floor), axis=1)
+        self.w_cap = np.take_along_axis(level_m, np.maximum(m - 1, 0)[:, None], axis=1)[:, 0]
+        # h at each breakpoint w = F_m (with the first m - 1 active; h(F_1) = 0)
+        self.h_break = self._h(self.floor, np.arange(self.floor.shape[1])[None, :] - 1)
+        self.h_break[:, 0] = 0.0
+
+    def _h(self, w, j):
+        """h(w) = B w (1 - ln w) + w sum B ln F - S with the first j + 1 subchannels active (j >= 0)."""
+        jj = np.maximum(j, 0)
+        rows = np.arange(self.floor.shape[0])[:, None] if np.ndim(w) == 2 else np.arange(self.floor.shape[0])
+        B = self.cum_b[rows, jj]
+        L = self.cum_bln[rows, jj]
+        S = self.cum_bf[rows, jj]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return w * (B - B * np.log(w) + L) - S
+
+    def level_for(self, nu) -> np.ndarray:
+        """The water level w with h(w) = -nu (capped at the cap's level), per client."""
+        nu = np.asarray(nu, dtype=float)
+        active = np.sum(self.finite & (self.h_break > -nu[:, None]), axis=1)  # j: the active count
+        j = np.maximum(active - 1, 0)
+        rows = np.arange(self.floor.shape[0])
+        B = self.cum_b[rows, j]
+        ln_a = self.cum_bln[rows, j] / B
+        S = self.cum_bf[rows, j]
+        a = np.exp(ln_a)
+        x = (nu - S) / (B * a * np.e)
+        y = np.real(lambertw(np.maximum(x, -1.0 / np.e), 0))
+        w = a * np.exp(1.0 + y)
+        w = np.where(np.isfinite(nu), w, np.inf)
+        return np.minimum(w, self.w_cap)
+
+    def rate_power(self, w):
+        """(rate R (bit/s), total power P (W)) at water level w."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            on = self.finite & (self.floor < w[:, None])
+            ratio = np.where(on, w[:, None] / np.where(on, self.floor, 1.0), 1.0)
+            rate = np.sum(np.where(on, self.bw * np.log2(ratio), 0.0), axis=1)
+            power = np.sum(np.where(on, self.bw * (w[:, None] - self.floor), 0.0), axis=1)
+        return rate, power
+
+    def time_energy(self, nu):
+        """(time, energy, level w, dt/dnu) of each client's transfer at multiplier nu; dt/dnu = -b B_on / (R^3 w
+        ln^2 2) below the cap's level (from h'(w) = -R ln 2 and dR/dw = B_on / (w ln 2)), 0 at it."""
+        w = self.level_for(nu)
+        rate, power = self.rate_power(w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(self.bits > 0, self.bits / rate, 0.0)
+            on = self.finite & (self.floor < w[:, None])
+            b_on = np.sum(np.where(on, self.bw, 0.0), axis=1)
+            slope = np.where((w < self.w_cap) & (self.bits > 0), -self.bits * b_on / (rate ** 3 * w * _LN2 ** 2), 0.0)
+        return t, t * power, w, slope
+
+    def powers(self, w) -> np.ndarray:
+        """Per-subchannel powers of the band (length S) at each client's level w."""
+        sorted_p = np.where(self.finite, self.bw * np.maximum(w[:, None] - self.floor, 0.0), 0.0)
+        packed = np.zeros_like(sorted_p)
+        np.put_along_axis(packed, self.order, sorted_p, axis=1)
+        return self.packed.scatter(packed)
+
+    def t_min(self):
+        rate, _ = self.rate_power(self.w_cap)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.bits > 0, self.bits / rate, 0.0)
+
+    def energy_floor_j(self):
+        """The least energy of sending ``bits`` at any rate: bits x ln 2 x the best floor (a vanishing rate)."""
+        return self.bits * _LN2 * self.floor[:, 0]
+
+
+@dataclass
+class EnergyStep:
+    """The chosen round: time T of the slowest client (without the tail), clocks, per-subchannel powers."""
+
+    client_deadline_s: np.ndarray
+    frequency_hz: np.ndarray
+    power_s_w: np.ndarray
+    power_f_w: np.ndarray
+    nu: np.ndarray
+
+
+class ClientEnergyModel:
+    """Every client's least energy for a deadline, for one (splits, rank) and one assignment."""
+
+    def __init__(self, problem, rank: int, splits, assign_s, assign_f):
+        k = problem.num_clients
+        if problem.energy is None:
+            raise SolverError("the energy step needs the devices' energy parameters")
+        c = problem.client_costs(np.broadcast_to(np.asarray(splits, dtype=int), (k,)), rank)
+        e = int(problem.local_iterations)
+        en = problem.energy
+        inf = np.full(k, np.inf)
+        bd = problem.breakdown(int(np.min(splits)), rank, inf, inf, splits=np.broadcast_to(splits, (k,)))
+        self.fixed_s = e * (np.asarray(bd.server_compute_s) + bd.downlink_s)  # c_k
+        self.tail_s = float(bd.aggregation_s + bd.broadcast_s)
+        self.cycles = e * (c["client_forward_flops"] + c["client_backward_flops"]) / en.flops_per_cycle  # E C_k
+        self.kappa = en.kappa
+        self.f_min_hz, self.f_max_hz = en.f_min_hz, en.f_max_hz
+        self.tc_min = self.cycles / en.f_max_hz
+        self.tc_max = self.cycles / en.f_min_hz
+        band_s, band_f = bands_of(problem)
+        self.s = _BandRows(PackedBand(band_s, assign_s), e * c["activation_bits"], problem.p_max_w)
+        self.f = _BandRows(PackedBand(band_f, assign_f), c["adapter_bits"], problem.p_max_w)
+        # constants: receive energy (gradients, broadcast) and idle energy (server time, aggregation)
+        self.const_j = (en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
+                        + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
+        self.t_min = self.tc_min + self.s.t_min() + self.f.t_min()
+        self.rounds = float(problem.convergence.rounds(rank))
+
+    @property
+    def round_min_s(self) -> float:
+        """The fastest round's slowest client (every device at f_max and its cap), without the tail."""
+        return float(np.max(self.fixed_s + self.t_min))
+
+    def energy_floor_j(self) -> np.ndarray:
+        """Each client's least energy of a round over every deadline (f_min, vanishing rates)."""
+        return (self.kappa * self.cycles * self.f_min_hz ** 2 + self.s.energy_floor_j() + self.f.energy_floor_j()
+                + self.const_j)
+
+    def _components(self, nu, slope: bool = False):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            free = np.where(np.isfinite(nu), np.cbrt(2.0 * self.kappa * self.cycles ** 3 / nu), 0.0)
+        tc = np.clip(free, self.tc_min, self.tc_max)
+        ts, es, ws, ds = self.s.time_energy(nu)
+        tf, ef, wf, df = self.f.time_energy(nu)
+        ec = self.kappa * self.cycles ** 3 / (tc * tc)
+        if slope:  # dD/dnu: compute -t_c / (3 nu) inside its clock range, and the two transfers'
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dc = np.where((free > self.tc_min) & (free < self.tc_max), -tc / (3.0 * nu), 0.0)
+            return tc + ts + tf, ec + es + ef, (tc, ws, wf), dc + ds + df
+        return tc + ts + tf, ec + es + ef, (tc, ws, wf)
+
+    def _log_time(self, x):
+        t, _, _ = self._components(np.exp(x))
+        return np.log(t)
+
+    def _log_time_newton(self, x):
+        """(ln D, d ln D / d ln nu) at ln nu = x."""
+        nu = np.exp(x)
+        t, _, _, dt = self._components(nu, slope=True)
+        return np.log(t), nu * dt / t
+
+    def nu_for_deadline(self, deadline_s) -> np.ndarray:
+        """The multiplier of each client's deadline (inf where the deadline is at or below its fastest time): the
+        root in ln nu of ln D(nu) = ln deadline, D decreasing."""
+        d = np.asarray(deadline_s, dtype=float)
+        feasible = d > self.t_min * (1 + 1e-12)
+        log_d = np.log(np.where(feasible, d, 1.0))
+        lo = np.full(d.shape, -30.0)  # ln nu where D > d (too slow) ...
+        hi = np.full(d.shape, 30.0)  # ... and where D <= d (fits)
+        f_lo = self._log_time(lo) - log_d
+        f_hi = self._log_time(hi) - log_d
+        for _ in range(20):  # widen the bracket where it does not hold yet
+            bad_lo, bad_hi = feasible & (f_lo <= 0), feasible & (f_hi > 0)
+            if not (np.any(bad_lo) or np.any(bad_hi)):
+                break
+            lo = np.where(bad_lo, lo - 30.0, lo)
+            hi = np.where(bad_hi, hi + 30.0, hi)
+            f_lo = np.where(bad_lo, self._log_time(lo) - log_d, f_lo)
+            f_hi = np.where(bad_hi, self._log_time(hi) - log_d, f_hi)
+        hi = _newton_decreasing(self._log_time_newton, log_d, lo, f_lo, hi, f_hi, active=feasible)
+        return np.where(feasible, np.exp(hi), np.inf)
+
+    def least_energy_j(self, deadline_s):
+        """(energy (K,), nu (K,)) of each client at its least energy within its deadline."""
+        nu = self.nu_for_deadline(deadline_s)
+        _, energy, _ = self._components(nu)
+        return energy + self.const_j, nu
+
+    def step(self, round_s: float) -> EnergyStep:
+        """Clocks and powers of every client at its least energy for the round's slowest-client time ``round_s``."""
+        deadline = round_s - self.fixed_s
+        nu = self.nu_for_deadline(deadline)
+        _, _, (tc, ws, wf) = self._components(nu)
+        freq = np.clip(self.cycles / tc, self.f_min_hz, self.f_max_hz)
+        return EnergyStep(deadline, freq, self.s.powers(ws), self.f.powers(wf), nu)
+
+    # ------------------------------------------------------------------ the round time of each objective
+
+    def _nu_and_slope(self, round_s: float):
+        """(nu_k, d nu_k / dT) at the round time ``round_s`` (dnu/dT = 1 / dD/dnu at the client's nu)."""
+        nu = self.nu_for_deadline(round_s - self.fixed_s)
+        _, _, _, dd = self._components(nu, slope=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dnu = np.where(np.isfinite(nu) & (dd < 0), 1.0 / dd, 0.0)
+        return nu, dnu
+
+    def weighted_round_s(self, weight_s_per_j: float) -> float:
+        """argmin over T of T + lambda sum_k E_k(T - c_k): the root of ln(lambda sum_k nu_k(T)) = 0, decreasing in
+        T, by a Newton step in ln T (d nu_k / dT = 1 / (dD_k/dnu)) kept inside a bracket, else bisection."""
+        t_min = self.round_min_s
+        if weight_s_per_j <= 0:
+            return t_min
+
+        def excess(log_t):  # (ln(lambda sum nu), its derivative in ln T): > 0 where a longer round pays
+            t = float(np.exp(log_t))
+            nu, dnu = self._nu_and_slope(t)
+            total = weight_s_per_j * float(np.sum(nu))
+            if not total > 0:
+                return -np.inf, 0.0
+            return float(np.log(total)), t * weight_s_per_j * float(np.sum(dnu)) / total
+
+        lo = float(np.log(t_min * (1 + 1e-9)))
+        f_lo, _ = excess(lo)
+        if not f_lo > 0:
+            return t_min
+        hi = lo + np.log(2.0)
+        f_hi, d_hi = excess(hi)
+        for _ in range(200):
+            if f_hi <= 0:
+                break
+            lo, f_lo = hi, f_hi
+            hi = hi + np.log(2.0)
+            f_hi, d_hi = excess(hi)
+        x, f_x, d_x = hi, f_hi, d_hi
+        for _ in range(100):
+            if hi - lo <= 1e-14 * max(1.0, abs(hi)) or -1e-13 <= f_hi <= 0:
+                break
+            step = x - f_x / d_x if d_x < 0 and np.isfinite(f_x) else np.nan
+            x = step if lo < step < hi else 0.5 * (lo + hi)
+            f_x, d_x = excess(x)
+            if f_x <= 0:
+                hi, f_hi = x, f_x
+            else:
+                lo = x
+        return float(np.exp(hi))
+
+    def budget_round_s(self, budget_j, client_ids=None) -> float:
+        """The least T at which every client's least energy fits its budget (SolverError naming the client whose
+        budget no deadline meets)."""
+        budget = np.asarray(budget_j, dtype=float)
+        floor = self.energy_floor_j()
+        short = budget < floor * (1 + 1e-9)
+        if np.any(short):
+            i = int(np.argmax(floor - budget))
+            who = i if client_ids is None else int(client_ids[i])
+            raise SolverError(f"objective.budget_j: client {who} needs at least {floor[i]:.6g} J a round (at f_min "
+                              f"and vanishing rates), above its budget {budget[i]:.6g} J; allowed: a budget above "
+                              f"that minimum")
+        t_min = self.round_min_s
+        log_b = np.log(budget)
+
+        def f(log_d):  # ln E(D) - ln budget, decreasing in D
+            e, _ = self.least_energy_j(np.exp(log_d))
+            return np.log(e) - log_b
+
+        lo = np.log(self.t_min * (1 + 1e-11))
+        f_lo = f(lo)
+        need = f_lo > 0
+        if not np.any(need):
+            return t_min
+        hi = lo + np.log(2.0)
+        f_hi = f(hi)
+        for _ in range(200):
+            over = need & (f_hi > 0)
+            if not np.any(over):
+                break
+            lo = np.where(over, hi, lo)
+            f_lo = np.where(over, f_hi, f_lo)
+            hi = np.where(over, hi + np.log(2.0), hi)
+            f_hi = np.where(over, f(hi), f_hi)
+        hi = _illinois_decreasing(f, lo, f_lo, hi, f_hi, active=need)
+        t_need = np.where(need, self.fixed_s + np.exp(hi), 0.0)
+        return max(t_min, float(np.max(t_need)))
+
+
+def _newton_decreasing(fun_slope, target, lo, f_lo, hi, f_hi, *, active, ftol: float = 1e-13, max_iter: int = 100):
+    """Safeguarded Newton for decreasing g(x) - target bracketed by f(lo) > 0 >= f(hi), row by row where ``active``:
+    a Newton step from the bracket's fitting end when it stays inside the bracket, else bisection; stops when
+    f(hi) >= -ftol; returns ``hi`` (f <= 0 there)."""
+    lo, hi, f_lo, f_hi = (np.array(x, dtype=float) for x in (lo, hi, f_lo, f_hi))
+    x = hi.copy()
+    g, dg = fun_slope(x)
+    for _ in range(max_iter):
+        f_x = g - target
+        open_ = active & (f_hi < -ftol) & (hi - lo > 1e-15 * np.maximum(1.0, np.abs(hi)))
+        if not np.any(open_):
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = x - f_x / dg
+        bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
+        x = np.where(open_, np.where(bad, 0.5 * (lo + hi), step), x)
+        g, dg = fun_slope(x)
+        f_new = g - target
+        fits = f_new <= 0
+        hi = np.where(open_ & fits, x, hi)
+        f_hi = np.where(open_ & fits, f_new, f_hi)
+        lo = np.where(open_ & ~fits, x, lo)
+        f_lo = np.where(open_ & ~fits, f_new, f_lo)
+    return hi
+
+
+def _illinois_decreasing(fun, lo, f_lo, hi, f_hi, *, active, xtol: float = 1e-13, ftol: float = 1e-13,
+                         max_iter: int = 100):
+    """Vectorised Illinois regula falsi for decreasing functions bracketed by f(lo) > 0 >= f(hi), row by row where
+    ``active``, until f(hi) >= -ftol (the functions here are logarithms: a relative tolerance) or the bracket is
+    below ``xtol``; returns the ``hi`` end (f <= 0 there: the side that meets the constraint)."""
+    lo, hi, f_lo, f_hi = (np.array(x, dtype=float) for x in (lo, hi, f_lo, f_hi))
+    side = np.zeros(lo.shape)
+    for _ in range(max_iter):
+        open_ = active & (hi - lo > xtol * np.maximum(1.0, np.abs(hi))) & (f_hi < -ftol)
+        if not np.any(open_):
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        bad = ~np.isfinite(c) | (c <= lo) | (c >= hi)
+        c = np.where(bad, 0.5 * (lo + hi), c)
+        c = np.where(open_, c, hi)
+        f_c = fun(c)
+        fits = f_c <= 0
+        move_hi = open_ & fits
+        move_lo = open_ & ~fits
+        # Illinois: halve the stale end's value when the same end moves twice in a row
+        f_lo = np.where(move_hi & (side == -1), 0.5 * f_lo, f_lo)
+        f_hi = np.where(move_lo & (side == 1), 0.5 * f_hi, f_hi)
+        hi = np.where(move_hi, c, hi)
+        f_hi = np.where(move_hi, f_c, f_hi)
+        lo = np.where(move_lo, c, lo)
+        f_lo = np.where(move_lo, f_c, f_lo)
+        side = np.where(move_hi, -1, np.where(move_lo, 1, side))
+    return hi
+
+
+# ------------------------------------------------------------------------------------------- solutions
+
+def energy_solution(problem, split: int, rank: int, assign_s, assign_f, method: str, splits=None):
+    """The objective's best round for this assignment (the energy step), scored by :func:`evaluate`."""
+    from .problem import evaluate
+
+    k = problem.num_clients
+    client_splits = np.full(k, int(split)) if splits is None else np.asarray(splits, dtype=int)
+    model = ClientEnergyModel(problem, rank, client_splits, assign_s, assign_f)
+    if problem.objective == "weighted":
+        round_s = model.weighted_round_s(problem.weight_s_per_j)
+    elif problem.objective == "delay-under-energy":
+        round_s = model.budget_round_s(problem.budget_j, problem.client_ids)
+    else:
+        raise SolverError(f"the energy step applies to objectives weighted and delay-under-energy, not "
+                          f"{problem.objective}")
+    step = model.step(round_s)
+    return evaluate(problem, int(np.min(client_splits)), rank, assign_s, step.power_s_w, assign_f, step.power_f_w,
+                    method=method, frequency_hz=step.frequency_hz, splits=splits)
+
+
+def pair_lower_bound(problem, rank: int, splits) -> float:
+    """A lower bound on the objective at (splits, rank) under any assignment, powers and clocks: every transfer
+    instantaneous for the delay, every client's energy at its floor over every deadline (f_min, the energy per bit
+    of a vanishing rate on its best subchannel of the band); inf when some client's floor is above its budget."""
+    k = problem.num_clients
+    splits = np.broadcast_to(np.asarray(splits, dtype=int), (k,))
+    c = problem.client_costs(splits, rank)
+    en = problem.energy
+    e = int(problem.local_iterations)
+    inf = np.full(k, np.inf)
+    bd = problem.breakdown(int(np.min(splits)), rank, inf, inf, splits=splits)
+    rounds = float(problem.convergence.rounds(rank))
+    round_lb = float(np.max(bd.client_round_s)) + bd.aggregation_s + bd.broadcast_s
+    n0 = problem.noise_psd_w_per_hz
+    best_s = np.max(problem.gain_s, axis=1)
+    best_f = np.max(problem.gain_f, axis=1)
+    with np.errstate(divide="ignore"):
+        floor = (en.kappa * e * (c["client_forward_flops"] + c["client_backward_flops"]) / en.flops_per_cycle
+                 * en.f_min_hz ** 2
+                 + e * c["activation_bits"] * _LN2 * n0 / best_s + c["adapter_bits"] * _LN2 * n0 / best_f
+                 + en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
+                 + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
+    if problem.objective == "weighted":
+        return rounds * (round_lb + problem.weight_s_per_j * float(np.sum(floor)))
+    if problem.objective == "delay-under-energy" and np.any(floor > problem.budget_j):
+        return np.inf
+    return rounds * round_lb
+
+
+def _delay_problem(problem):
+    import dataclasses
+
+    return dataclasses.replace(problem, objective="delay", budget_j=None, per_client_split=False)
+
+
+def _budget_refusal(problem, pairs) -> SolverError:
+    """The line for a budget no (split, rank) can meet: the client whose least floor is furthest above it."""
+    best = None
+    for split, rank in pairs:
+        c = ClientFloor(problem, rank, split)
+        gap = c.floor - problem.budget_j
+        if best is None or np.min(gap) < best[0]:
+            best = (float(np.max(gap)), c)
+    worst = best[1]
+    i = int(np.argmax(worst.floor - problem.budget_j))
+    return SolverError(f"objective.budget_j: client {int(problem.client_ids[i])} needs at least {worst.floor[i]:.6g} "
+                       f"J a round at best (split {worst.split}, rank {worst.rank}, f_min, vanishing rates), above "
+                       f"its budget {problem.budget_j[i]:.6g} J; allowed: a budget above that minimum")
+
+
+class ClientFloor:
+    """Each client's least energy of a round at a common (split, rank) over every assignment and deadline."""
+
+    def __init__(self, problem, rank: int, split: int):
+        self.split, self.rank = int(split), int(rank)
+        k = problem.num_clients
+        splits = np.full(k, int(split))
+        c = problem.client_costs(splits, rank)
+        en = problem.energy
+        e = int(problem.local_iterations)
+        inf = np.full(k, np.inf)
+        bd = problem.breakdown(int(split), rank, inf, inf, splits=splits)
+        n0 = problem.noise_psd_w_per_hz
+        self.floor = (en.kappa * e * (c["client_forward_flops"] + c["client_backward_flops"]) / en.flops_per_cycle
+                      * en.f_min_hz ** 2
+                      + e * c["activation_bits"] * _LN2 * n0 / np.max(problem.gain_s, axis=1)
+                      + c["adapter_bits"] * _LN2 * n0 / np.max(problem.gain_f, axis=1)
+                      + en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
+                      + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
+
+
+def _pick_client_splits(problem, rank: int, sol, allowed) -> np.ndarray:
+    """Per-client splits for the allocation of ``sol``: each client takes, among the splits it may hold, the one
+    that minimises its own round time at its current rates (delay) or its least energy at the round's deadline
+    (energy objectives; ties and infeasible deadlines: its fastest)."""
+    k = problem.num_clients
+    r_s, r_f = problem.rates(sol.assign_s, sol.power_s_w, sol.assign_f, sol.power_f_w)
+    best = np.array([a[0] for a in allowed], dtype=int)
+    best_t = np.full(k, np.inf)
+    candidates = sorted({int(s) for a in allowed for s in a})
+    for s in candidates:
+        splits = np.array([s if s in allowed[i] else best[i] for i in range(k)], dtype=int)
+        bd = problem.breakdown(int(np.min(splits)), rank, r_s, r_f, splits=splits)
+        mine = np.array([s in allowed[i] for i in range(k)])
+        better = mine & (np.asarray(bd.client_round_s) < best_t)
+        best = np.where(better, s, best)
+        best_t = np.where(better, bd.client_round_s, best_t)
+    return best
+
+
+def energy_local_search(problem, sol, max_evaluations: int):
+    """Moves of one subchannel from one client to another on either band (every client keeps one), each scored
+    with the energy step, first improvement kept, until none improves or ``max_evaluations`` are spent. bcd's
+    assignment is planned for delay; under an energy budget the client that needs the longest deadline gains
+    from a better subchannel that a client with energy to spare can give up, which only such moves find."""
+    best = sol
+    k = problem.num_clients
+    spent = 0
+    improved = True
+    while improved and spent < max_evaluations:
+        improved = False
+        for band in ("s", "f"):
+            assign = np.asarray(best.assign_s if band == "s" else best.assign_f)
+            counts = np.bincount(assign[assign >= 0], minlength=k)
+            for i in range(assign.size):
+                owner = int(assign[i])
+                if owner < 0 or counts[owner] <= 1:
+                    continue
+                for to in range(k):
+                    if to == owner or spent >= max_evaluations:
+                        continue
+                    trial = assign.copy()
+                    trial[i] = to
+                    a_s, a_f = (trial, best.assign_f) if band == "s" else (best.assign_s, trial)
+                    spent += 1
+                    try:
+                        cand = energy_solution(problem, best.split, best.rank, a_s, a_f, best.method,
+                                               splits=best.splits)
+                    except SolverError:
+                        continue
+                    if cand.objective_s < best.objective_s * (1 - 1e-12):
+                        best, improved = cand, True
+                        break
+                if improved:
+                    break
+            if improved:
+                break
+    return best
+
+
+def solve_energy(problem, split=None, rank=None, *, base: str = "bcd", **options):
+    """bcd for the energy objectives and per-client splits: for each allowed (split, rank) in increasing order of
+    :func:`pair_lower_bound`, bcd's delay-optimal assignment at that pair, then the energy step on it (objectives
+    weighted and delay-under-energy) and, with ``problem.per_client_split``, each client's own split (then the
+    energy step again). Pairs whose bound is not below the incumbent are skipped (their value could not win).
+    ``lower_bound_s``: the least pair bound (valid, loose)."""
+    from .bcd import solve_bcd
+    from .problem import evaluate, select_pairs
+
+    max_evaluations = int(options.pop("energy_moves", DEFAULT_ENERGY_MOVES))
+    if _is_delay(problem):
+        return _as_delay(problem, solve_bcd(_delay_problem(problem), split=split, rank=rank, **options))
+    pairs = select_pairs(problem, split, rank)
+    delay_problem = _delay_problem(problem)
+    energy = problem.objective != "delay"
+    if energy and problem.energy is None:
+        raise SolverError(f"objective {problem.objective} needs the devices' energy parameters")
+    bounds = sorted(((pair_lower_bound(problem, r, s) if energy else 0.0, s, r) for s, r in pairs),
+                    key=lambda x: x[0])
+    if energy and not np.isfinite(bounds[0][0]):
+        raise _budget_refusal(problem, pairs)
+    best = None
+    for lb, s, r in bounds:
+        if best is not None and not lb < best.objective_s:
+            break
+        if not np.isfinite(lb):
+            break
+        start = solve_bcd(delay_problem, split=s, rank=r, **options)
+        candidates = [start]
+        if energy:
+            candidates = [energy_local_search(problem, energy_solution(problem, s, r, start.assign_s, start.assign_f,
+                                                                       "bcd"), max_evaluations)]
+        if problem.per_client_split:
+            allowed = problem.client_splits_allowed(r)
+            own = _pick_client_splits(problem, r, start, allowed)
+            if energy:
+                candidates.append(energy_local_search(
+                    problem, energy_solution(problem, s, r, start.assign_s, start.assign_f, "bcd", splits=own),
+                    max_evaluations))
+            else:
+                candidates.append(evaluate(problem, int(np.min(own)), r, start.assign_s, start.power_s_w,
+                                           start.assign_f, start.power_f_w, method="bcd", splits=own))
+        for sol in candidates:
+            if best is None or sol.objective_s < best.objective_s:
+                best = sol
+    if best is None or not np.isfinite(best.objective_s):
+        raise _budget_refusal(problem, pairs)
+    best.method = "bcd"
+    best.lower_bound_s = float(bounds[0][0]) if energy and not problem.per_client_split else None
+    return best
+
+
+def _is_delay(problem) -> bool:
+    """lambda = 0 with one common split: the weighted objective IS the delay objective (every device at f_max)."""
+    return problem.objective == "weighted" and problem.weight_s_per_j == 0 and not problem.per_client_split
+
+
+def _as_delay(problem, sol):
+    """A delay solution scored under ``problem`` (same allocation, every device at f_max)."""
+    from .problem import evaluate
+
+    out = evaluate(problem, sol.split, sol.rank, sol.assign_s, sol.power_s_w, sol.assign_f, sol.power_f_w,
+                   method=sol.method)
+    out.status, out.lower_bound_s, out.notes = sol.status, sol.lower_bound_s, list(sol.notes)
+    return out
+
+
+def solve_energy_exact(problem, split=None, rank=None, **_options):
+    """The oracle on tiny instances: every surjective assignment of both bands (leaving a subchannel unused never
+    helps: a client can spend no power on it) x every pair x (per-client splits: every combination of the
+    clients' allowed splits), each with the energy step (exact for its assignment: a convex problem per client
+    and a monotone one in the round time)."""
+    import itertools
+
+    from .enumeration import enumeration_size, surjections
+    from .problem import evaluate, select_pairs
+    from .power import bands_of as _bands
+    from channel_models.ofdma import water_filling_power_w_batched
+
+    if _is_delay(problem):
+        from .exact import solve_exact
+
+        return _as_delay(problem, solve_exact(_delay_problem(problem), split=split, rank=rank, **_options))
+    pairs = select_pairs(problem, split, rank)
+    energy = problem.objective != "delay"
+    k = problem.num_clients
+    size = enumeration_size(problem) * len(pairs)
+    if problem.per_client_split:
+        size = enumeration_size(problem) * sum(
+            int(np.prod([a.size for a in problem.client_splits_allowed(r)])) for r in {r for _, r in pairs})
+    if size > EXACT_ENERGY_LIMIT:
+        raise SolverError(f"exact with objective {problem.objective}{' and per-client splits' if problem.per_client_split else ''}: "
+                          f"{size} (assignment, split, rank) candidates exceed {EXACT_ENERGY_LIMIT}, each an energy "
+                          f"step; allowed: tiny instances (use bcd)")
+    rows_s = surjections(problem.num_subchannels_s, k)
+    rows_f = surjections(problem.num_subchannels_f, k)
+    band_s, band_f = _bands(problem)
+
+    def water(assign, band):
+        mask = np.asarray(assign)[None, :] == np.arange(k)[:, None]
+        return water_filling_power_w_batched(band.gain, np.broadcast_to(band.bandwidth_hz, band.gain.shape),
+                                             band.noise_psd_w_per_hz, band.p_max_w, mask=mask).sum(axis=0)
+
+    best = None
+    ranks = sorted({r for _, r in pairs})
+    for r in ranks:
+        if problem.per_client_split:
+            allowed = problem.client_splits_allowed(r)
+            combos = [np.array(c, dtype=int) for c in itertools.product(*allowed)]
+        common = [s for s, rr in pairs if rr == r]
+        for a_s in rows_s:
+            for a_f in rows_f:
+                trials = [(s, None) for s in common] if not problem.per_client_split else \
+                    [(int(np.min(c)), c) for c in combos]
+                for s, own in trials:
+                    try:
+                        if energy:
+                            sol = energy_solution(problem, s, r, a_s, a_f, "exact", splits=own)
+                        else:
+                            sol = evaluate(problem, s, r, a_s, water(a_s, band_s), a_f, water(a_f, band_f),
+                                           method="exact", splits=own)
+                    except SolverError:
+                        continue
+                    if best is None or sol.objective_s < best.objective_s:
+                        best = sol
+    if best is None or not np.isfinite(best.objective_s):
+        raise _budget_refusal(problem, pairs)
+    best.status = "optimal"
+    best.lower_bound_s = best.objective_s
+    return best
