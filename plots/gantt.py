@@ -41,7 +41,7 @@ CATEGORY_COLOURS = {
 }
 # Instant marks of a changing world (docs/dynamics.md): marker and colour.
 MARK_STYLES = {"drop": ("X", OKABE_ITO["vermillion"]), "abort": ("|", OKABE_ITO["black"]),
-               "cancel": ("s", OKABE_ITO["reddish purple"])}
+               "cancel": ("s", OKABE_ITO["reddish purple"]), "battery": ("v", OKABE_ITO["orange"])}
 
 # Trace phase -> drawing category.
 PHASE_CATEGORY = {
@@ -70,7 +70,7 @@ def plot_round_gantt(trace_rows, round_index: int, path: str | Path, *, title: s
     Returns ``{"round_start_s", "round_end_s", "bars": {category: [(client, start_rel_s, duration_s), ...]},
     "marks": {mark: [(client, time_rel_s), ...]}}`` with times relative to the round start (the round's earliest
     ``start_s``). ``bars["idle"]`` holds the grey background span of each client row. Zero-length intervals are
-    skipped; drops, aborts and cancellations are instants, drawn as markers.
+    skipped; drops, aborts, cancellations and empty batteries are instants, drawn as markers.
     """
     fig, drawn = _draw(trace_rows, round_index, title or f"Round {round_index} timeline")
     save_figure(fig, path)

@@ -9,6 +9,7 @@ Modules, one concept each (read in this order):
 * :mod:`.backends`    what a phase costs: analytic profile, or the real PyTorch work;
 * :mod:`.processes`   the SimPy processes: one per client, one round coordinator;
 * :mod:`.trace`       the records: phase rows, channel rates, rounds;
+* :mod:`.energy_account` the clients' energy of every row, round and client (computed when written);
 * :mod:`.simulation`  ``simulate(scenario)`` ties them together.
 
 Training and ``channel_models`` never import SimPy; the engine receives the allocation policy as a value.

@@ -15,6 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -57,17 +58,37 @@ class Allocation:
     power_f_w: np.ndarray
     label: str
     note: str = ""  # a one-line caveat shown with the results (e.g. a solution made for another scenario)
+    frequency_hz: Optional[np.ndarray] = None  # DVFS: each device's clock; None: every device at f_max
+    splits: Optional[np.ndarray] = None  # per-client split points l_k; None: every client at ``split``
 
     @classmethod
     def from_solution(cls, sol: Solution, label: str) -> "Allocation":
         return cls(int(sol.split), int(sol.rank), np.asarray(sol.assign_s, dtype=int),
                    np.asarray(sol.power_s_w, dtype=float), np.asarray(sol.assign_f, dtype=int),
-                   np.asarray(sol.power_f_w, dtype=float), label)
+                   np.asarray(sol.power_f_w, dtype=float), label,
+                   frequency_hz=None if sol.frequency_hz is None else np.asarray(sol.frequency_hz, dtype=float),
+                   splits=None if sol.splits is None else np.asarray(sol.splits, dtype=int))
 
     def evaluate(self, problem: Problem) -> Solution:
         """The closed form (spec section 4) of this allocation on ``problem``'s gains."""
         return solvers.evaluate(problem, self.split, self.rank, self.assign_s, self.power_s_w, self.assign_f,
-                                self.power_f_w, method=self.label)
+                                self.power_f_w, method=self.label, **self._choices(problem=problem))
+
+    def _choices(self, members=None, problem: Problem | None = None) -> dict:
+        """The DVFS clocks and per-client splits to score (of ``members`` only), as solvers.evaluate takes them:
+        none when the allocation leaves both unset (every device at f_max, every client at ``split``). With
+        ``problem``, a clock left unset (NaN: a client the round's allocation was not made for) is its f_max."""
+        out = {}
+        for name in ("frequency_hz", "splits"):
+            value = getattr(self, name)
+            if value is not None:
+                if name == "frequency_hz" and problem is not None and problem.energy is not None:
+                    value = problem.energy.frequency_or_max(value) if members is None else \
+                        problem.energy.subset(members).frequency_or_max(np.asarray(value)[members])
+                    out[name] = value
+                    continue
+                out[name] = np.asarray(value)[members] if members is not None else value
+        return out
 
     def members(self, num_clients: int) -> np.ndarray:
         """The clients this allocation gives subchannels to (every client, except in a round of a changing
@@ -88,22 +109,35 @@ class Allocation:
             return np.array([index.get(int(c), -1) for c in assign], dtype=int)
         restricted = problem.restricted(members)
         return members, solvers.evaluate(restricted, self.split, self.rank, sub(self.assign_s), self.power_s_w,
-                                         sub(self.assign_f), self.power_f_w, method=self.label)
+                                         sub(self.assign_f), self.power_f_w, method=self.label,
+                                         **self._choices(members, problem))
 
     def on_clients(self, members, num_clients: int) -> "Allocation":
         """This allocation, made for the clients ``members`` of a restricted problem (indices 0..len-1), with
-        the full problem's client indices: subchannel j of client i goes to client members[i]."""
+        the full problem's client indices: subchannel j of client i goes to client members[i]; client i's clock
+        and split become client members[i]'s (the others: f_max, NaN, and ``split``)."""
         members = np.asarray(members, dtype=int)
 
         def full(assign):
             a = np.asarray(assign, dtype=int)
             return np.where(a >= 0, members[np.clip(a, 0, None)], -1)
-        return dataclasses.replace(self, assign_s=full(self.assign_s), assign_f=full(self.assign_f))
+
+        def spread(values, fill, dtype):
+            if values is None:
+                return None
+            out = np.full(num_clients, fill, dtype=dtype)
+            out[members] = np.asarray(values, dtype=dtype)
+            return out
+        return dataclasses.replace(self, assign_s=full(self.assign_s), assign_f=full(self.assign_f),
+                                   frequency_hz=spread(self.frequency_hz, np.nan, float),
+                                   splits=spread(self.splits, self.split, int))
 
     def to_dict(self) -> dict:
         return {"label": self.label, "split": self.split, "rank": self.rank,
                 "assign_s": self.assign_s.tolist(), "power_s_w": self.power_s_w.tolist(),
-                "assign_f": self.assign_f.tolist(), "power_f_w": self.power_f_w.tolist()}
+                "assign_f": self.assign_f.tolist(), "power_f_w": self.power_f_w.tolist(),
+                **{name: [None if isinstance(v, float) and np.isnan(v) else v for v in np.asarray(value).tolist()]
+                   for name, value in self._choices().items()}}
 
 
 def water_filled_powers(assign: np.ndarray, gain: np.ndarray, bandwidth_hz: np.ndarray, noise_psd_w_per_hz: float,
@@ -190,14 +224,33 @@ def load_solution(path: str | Path, problem: Problem, fingerprint: str | None = 
         note = (f"allocation {p.name} was optimised for another problem (fingerprint {made_for}, this scenario "
                 f"{fingerprint}): it is feasible here but not necessarily optimal")
     alloc = Allocation(split, rank, arrays["assign_s"].astype(int), arrays["power_s_w"], arrays["assign_f"].astype(int),
-                       arrays["power_f_w"], f"solution {p.name}", note)
-    if (split, rank) not in problem.candidate_pairs():
+                       arrays["power_f_w"], f"solution {p.name}", note, **_solution_choices(data, where))
+    if alloc.splits is None and (split, rank) not in problem.candidate_pairs():
         raise ConfigError(f"{where}: (split={split}, rank={rank}) is not allowed in this scenario")
     try:
         check_allocation(problem, alloc.assign_s, alloc.power_s_w, alloc.assign_f, alloc.power_f_w)
+        if alloc.frequency_hz is not None or alloc.splits is not None:  # clocks in range, splits allowed
+            alloc.evaluate(problem)
     except solvers.problem.SolverError as exc:
         raise ConfigError(f"{where}: {exc} (K={problem.num_clients})") from None
     return alloc
+
+
+def _solution_choices(data: dict, where: str) -> dict:
+    """A solution file's DVFS clocks (``frequency_hz``, null entries: f_max) and per-client ``splits``, if any."""
+    out = {}
+    try:
+        if data.get("frequency_hz") is not None:
+            out["frequency_hz"] = np.array([np.nan if v is None else float(v) for v in data["frequency_hz"]])
+        if data.get("splits") is not None:
+            splits = np.asarray(data["splits"], dtype=float)
+            if np.any(splits != np.round(splits)):
+                raise ValueError("splits")
+            out["splits"] = splits.astype(int)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{where}: frequency_hz and splits must be lists of numbers ({type(exc).__name__})") \
+            from None
+    return out
 
 
 def solved(problem: Problem, method: str, **options) -> Allocation:

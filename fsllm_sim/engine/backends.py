@@ -34,46 +34,67 @@ import dataclasses
 import math
 import time
 
+import numpy as np
+
 from ..errors import ConfigError, DataError
 
 
 class AnalyticBackend:
-    """No PyTorch: costs of the (split, rank) in force from the profile."""
+    """No PyTorch: costs of the (split, rank) in force from the profile; with per-client splits
+    (``configure(split, rank, splits)``) client k's costs are those of its own split ``splits[k]``."""
 
     real = False
 
     def __init__(self, problem):
         self.problem = problem
         self.costs: dict = {}
+        self.splits = None  # per-client split points in force (None: every client at the common split)
         self.initial_val_loss = math.nan  # no model, no loss
         self.host_flops_per_s = None
         self.op_wall_s = 0.0  # host seconds inside PyTorch ops (the engine's overhead is the rest)
         self.setup_wall_s = 0.0  # host seconds preparing the model and data
 
-    def configure(self, split: int, rank: int) -> None:
-        self.costs = self.problem.costs(split, rank)
+    def configure(self, split: int, rank: int, splits=None) -> None:
+        """Costs of (split, rank) for every client, or, with ``splits``, of (splits[k], rank) for client k (lists
+        of floats: problem.client_costs); the broadcast then carries the largest adapter."""
+        if splits is None:
+            self.splits = None
+            self.costs = self.problem.costs(split, rank)
+            return
+        self.splits = [int(s) for s in splits]
+        self.costs = {name: np.asarray(value, dtype=float).tolist()
+                      for name, value in self.problem.client_costs(self.splits, rank).items()}
 
-    # payloads [bits]
-    def activation_bits(self) -> float:
-        return self.costs["activation_bits"]
+    def _cost(self, name: str, k):
+        value = self.costs[name]
+        return value if self.splits is None else value[k]
 
-    def gradient_bits(self) -> float:
-        return self.costs["activation_bits"]  # S_g = S_a: the gradient has the activation's shape
+    # payloads [bits] (k: the client; None: the common value, only without per-client splits)
+    def activation_bits(self, k: int | None = None) -> float:
+        return self._cost("activation_bits", k)
 
-    def adapter_bits(self) -> float:
-        return self.costs["adapter_bits"]
+    def gradient_bits(self, k: int | None = None) -> float:
+        return self._cost("activation_bits", k)  # S_g = S_a: the gradient has the activation's shape
 
-    # compute: (FLOPs, duration on client k's device)
+    def adapter_bits(self, k: int | None = None) -> float:
+        return self._cost("adapter_bits", k)
+
+    def broadcast_bits(self) -> float:
+        """The global adapter the federated server broadcasts: with per-client splits, the union of the clients'
+        blocks, as large as the largest client adapter."""
+        return self.costs["adapter_bits"] if self.splits is None else max(self.costs["adapter_bits"])
+
+    # compute: (FLOPs, duration on client k's device at its speed in this round)
     def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
-        f = self.costs["client_forward_flops"]
+        f = self.costs["client_forward_flops"] if self.splits is None else self.costs["client_forward_flops"][k]
         return f, f / device_flops_per_s
 
     def server_work(self, k: int) -> float:
         """Called when the request enters service; returns its work [FLOP]."""
-        return self.costs["server_flops"]
+        return self.costs["server_flops"] if self.splits is None else self.costs["server_flops"][k]
 
     def backward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
-        f = self.costs["client_backward_flops"]
+        f = self.costs["client_backward_flops"] if self.splits is None else self.costs["client_backward_flops"][k]
         return f, f / device_flops_per_s
 
     def begin_turn(self, k: int) -> None:
@@ -112,7 +133,10 @@ class TorchBackend(AnalyticBackend):
         self._backward_s: dict = {}
         self._losses: list = []
 
-    def configure(self, split: int, rank: int) -> None:
+    def configure(self, split: int, rank: int, splits=None) -> None:
+        if splits is not None:
+            raise ConfigError("real training with per-client splits: not wired yet (run it with simulation.training "
+                              "analytic, or give every client one split)")
         super().configure(split, rank)
         if self.system is not None:
             if (self.system.split, self.system.rank) != (split, rank):
@@ -189,15 +213,18 @@ class TorchBackend(AnalyticBackend):
     def _scaled(self, wall_s: float, device_flops_per_s: float) -> float:
         return wall_s * self.host_flops_per_s / device_flops_per_s
 
-    # payloads: the real messages' sizes
-    def activation_bits(self) -> float:
+    # payloads: the real messages' sizes (one split for every client: the same for each k)
+    def activation_bits(self, k: int | None = None) -> float:
         return float(self.system.activation_bits(self.config.batch_size, self.config.seq_len))
 
-    def gradient_bits(self) -> float:
+    def gradient_bits(self, k: int | None = None) -> float:
         return float(self.system.gradient_bits(self.config.batch_size, self.config.seq_len))
 
-    def adapter_bits(self) -> float:
+    def adapter_bits(self, k: int | None = None) -> float:
         return float(self.system.adapter_bits())
+
+    def broadcast_bits(self) -> float:
+        return self.adapter_bits()
 
     def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
         if self.protocol == "fl":  # the whole model on the device: the real forward and loss run here

@@ -24,6 +24,15 @@ the shared server adapter stands); one still queued when its client leaves is wi
 that missed the last broadcast first downloads the global adapter (``adapter_download``). In a static world
 the processes run exactly as before (the same events in the same order: outputs byte for byte).
 
+Energy (docs/energy.md): the trace's ``energy_j`` and the rounds' energy are computed from the rows when the
+outputs are written (:mod:`.energy_account`). A scenario with a finite battery (``devices.energy.battery_j``)
+runs in the dynamic mode and follows each client's energy online (:class:`Batteries`: its power changes at
+each of its phases); a client whose battery runs out leaves for good at that instant (mark ``battery``), as a
+client that becomes unavailable drops, and is never selected again.
+
+DVFS and per-client splits: the allocation of each round sets each device's speed (phi_k f_k when it has
+``frequency_hz``) and, with ``splits``, each client's costs (:meth:`AnalyticBackend.configure`).
+
 Clients are indexed as in the problem (k = 0..K-1, the radio and the backend use that index); trace rows
 and round records name the scenario's client id ``client_ids[k]`` (the same number except under ``fl``,
 where devices without the memory for the whole model are left out).
@@ -59,6 +68,51 @@ class RoundRecord:
     cancelled: list = field(default_factory=list)
     deadline_hit: bool = False
     discarded: bool = False  # an attempt repeated for want of min_clients finishers
+    analytic_energy: object = None  # the closed form's EnergyBreakdown of the round (None: none for this protocol)
+    left_s: dict = field(default_factory=dict)  # scenario client id -> when it left the round (drop, cancel, battery)
+    broadcast: tuple = None  # (start_s, receivers (problem indices; None: every client), end_s or their ends)
+
+
+class Batteries:
+    """Each client's energy followed online, for the battery check: its power is constant between two calls of
+    :meth:`set` (a phase's start and end), so a battery with R joules left at power p empties at t0 + R / p, when
+    a timeout scheduled at the last change fires (later changes make it stale). Clients without a battery (inf)
+    are not followed."""
+
+    def __init__(self, p: "Protocol", capacity_j):
+        self.p = p
+        self.env = p.env
+        self.capacity = [float(c) for c in capacity_j]
+        self.followed = [math.isfinite(c) for c in self.capacity]
+        k = len(self.capacity)
+        self.used = [0.0] * k
+        self.power = [0.0] * k
+        self.since = [0.0] * k
+        self.generation = [0] * k
+        self.empty = [False] * k
+
+    def set(self, k: int, watts: float) -> None:
+        """Client k draws ``watts`` from now on."""
+        if not self.followed[k] or self.empty[k]:
+            return
+        now = self.env.now
+        self.used[k] += self.power[k] * (now - self.since[k])
+        self.since[k] = now
+        self.power[k] = watts
+        self.generation[k] += 1
+        if watts > 0:
+            generation = self.generation[k]
+            left = self.capacity[k] - self.used[k]
+            wake = self.env.timeout(max(0.0, left / watts))
+            wake.callbacks.append(lambda _event: self._ran_out(k, generation))
+
+    def _ran_out(self, k: int, generation: int) -> None:
+        if generation != self.generation[k] or self.empty[k]:
+            return
+        self.used[k] = self.capacity[k]
+        self.empty[k] = True
+        self.power[k] = 0.0
+        self.p.battery_out(k)
 
 
 class Protocol:
@@ -67,7 +121,7 @@ class Protocol:
     def __init__(self, sim_env: simpy.Environment, *, radio, server, backend, trace, policy, problem,
                  device_flops_per_s, local_iterations: int, aggregation_s: float, rounds: int, on_round_end=None,
                  on_iteration=None, kind: str = "sfl", client_ids=None, rule=None, availability=None,
-                 dynamic: bool = False, selection: str = "all", selection_rng=None):
+                 dynamic: bool = False, selection: str = "all", selection_rng=None, battery_j=None):
         self.env = sim_env
         self.radio = radio
         self.server = server
@@ -108,6 +162,22 @@ class Protocol:
         self.has_global = [0] * self.num_clients  # the last round whose aggregate the client received
         self.available = [True] * self.num_clients
         self.availability_changed = sim_env.event()
+        self.base_flops_per_s = self.device_flops_per_s  # at f_max; an allocation with clocks sets each round's
+        self.current: RoundRecord | None = None  # the attempt in progress
+        self.window: set = set()  # the clients taking part in it that have not left it
+        # batteries (a changing world only): each client's powers in the round in force
+        self.dead = [False] * self.num_clients
+        self.battery_out_s: dict = {}  # scenario client id -> when its battery ran out
+        self.batteries = None
+        if battery_j is not None and any(math.isfinite(float(b)) for b in battery_j):
+            if not self.dynamic:
+                raise ConfigError("batteries need the dynamic mode of the engine (Protocol(dynamic=True))")
+            self.batteries = Batteries(self, battery_j)
+            energy = problem.energy
+            self.rx_w = [float(x) for x in energy.rx_power_w]
+            self.idle_w = [float(x) for x in energy.idle_power_w]
+            self.compute_w = [0.0] * self.num_clients
+            self.band_w = {"s": [0.0] * self.num_clients, "f": [0.0] * self.num_clients}
 
     def start_processes(self) -> simpy.Process:
         client, coordinator = PROCESSES[self.kind]
@@ -137,17 +207,39 @@ class Protocol:
         if not self.pending or (self.quota is not None and len(self.finished) >= self.quota):
             self.closed.succeed()
 
-    def went_away(self, k: int) -> None:
-        """Client k has just become unavailable: if it is working on the round, it drops."""
+    def went_away(self, k: int, cause: str = "drop") -> bool:
+        """Client k has just become unavailable: if it is working on the round, it drops (``cause``: the mark);
+        returns whether it did."""
         self.available[k] = False
+        if k in self.window:  # its time in the round ends now (the energy it spends waiting in it)
+            self._leave(k)
         if k in self.active:
             self.records[-1].dropped.append(self.client_ids[k])
             self.pending.discard(k)
             self.active.discard(k)
-            self.procs[k].interrupt("drop")
+            self.procs[k].interrupt(cause)
             self._check_closed()
+            return True
+        return False
+
+    def _leave(self, k: int) -> None:
+        self.window.discard(k)
+        self.current.left_s[self.client_ids[k]] = self.env.now
+        if self.batteries is not None:
+            self.batteries.set(k, 0.0)
+
+    def battery_out(self, k: int) -> None:
+        """Client k's battery has just run out: it leaves for good (never selected again); its work on the round,
+        if any, is cut as in a drop, marked ``battery``."""
+        self.dead[k] = True
+        self.battery_out_s[self.client_ids[k]] = self.env.now
+        if not self.went_away(k, "battery"):
+            t = self.current.round if self.current is not None else 0
+            self.trace.add(t, NO_ITERATION, self.client_ids[k], "battery", self.env.now, self.env.now, 0.0, 0.0)
 
     def came_back(self, k: int) -> None:
+        if self.dead[k]:  # out of battery: for good
+            return
         self.available[k] = True
         ev, self.availability_changed = self.availability_changed, self.env.event()
         ev.succeed()
@@ -157,7 +249,21 @@ class Protocol:
             self.records[-1].cancelled.append(self.client_ids[k])
             self.pending.discard(k)
             self.active.discard(k)
+            if k in self.window:
+                self._leave(k)
             self.procs[k].interrupt("cancel")
+
+    def power(self, k: int, phase: str) -> None:
+        """Batteries: client k starts ``phase`` (its power until the next call); ``idle`` between phases."""
+        b = self.batteries
+        if phase == "idle":
+            b.set(k, self.idle_w[k] if k in self.window else 0.0)
+        elif phase in ("forward", "backward"):
+            b.set(k, self.compute_w[k])
+        elif phase in ("s", "f"):
+            b.set(k, self.band_w[phase][k])
+        else:  # receiving
+            b.set(k, self.rx_w[k])
 
 
 def availability_process(p: Protocol, k: int, model):
@@ -182,8 +288,12 @@ def device_compute(p: Protocol, t: int, e: int, k: int, phase: str):
     step = p.backend.forward if phase == "forward" else p.backend.backward
     flops, duration = step(k, p.device_flops_per_s[k])
     p.inflight[k] = (phase, e, start, None, None, flops, duration)
+    if p.batteries is not None:
+        p.power(k, phase)
     yield p.env.timeout(duration)
     p.trace.add(t, e, p.client_ids[k], phase, start, p.env.now, 0.0, flops)
+    if p.batteries is not None:
+        p.power(k, "idle")
 
 
 def uplink(p: Protocol, t: int, e: int, k: int, phase: str, band: str, bits: float):
@@ -196,10 +306,14 @@ def uplink(p: Protocol, t: int, e: int, k: int, phase: str, band: str, bits: flo
         return
     res = radio.send(k, band, start, bits)
     p.inflight[k] = (phase, e, start, res, band, 0.0, 0.0)
+    if p.batteries is not None:
+        p.power(k, band)
     yield env.timeout(res.end_s - start)
     stalls = radio.record(k, band, res, start_s=start, bits=bits)
     p.trace.add(t, e, p.client_ids[k], phase, start, env.now, bits, 0.0)
     _mark_stalls(p, t, e, k, stalls)
+    if p.batteries is not None:
+        p.power(k, "idle")
 
 
 def downlink(p: Protocol, t: int, e: int, k: int, phase: str, bits: float, num_served: int | None = None):
@@ -211,7 +325,11 @@ def downlink(p: Protocol, t: int, e: int, k: int, phase: str, bits: float, num_s
     else:
         res = radio.receive(k, start, bits, num_served=num_served)
         p.inflight[k] = (phase, e, start, res, "dl", 0.0, 0.0)
+        if p.batteries is not None:
+            p.power(k, "dl")
         yield env.timeout(res.end_s - start)
+        if p.batteries is not None:
+            p.power(k, "idle")
     p.trace.add(t, e, p.client_ids[k], phase, start, env.now, bits, 0.0)
 
 
@@ -247,7 +365,7 @@ def split_iterations(p: Protocol, t: int, k: int):
     the s-band, main-server service, gradient downlink, backward."""
     env, trace, backend, server = p.env, p.trace, p.backend, p.server
     c = p.client_ids[k]
-    act_bits, grad_bits = backend.activation_bits(), backend.gradient_bits()
+    act_bits, grad_bits = backend.activation_bits(k), backend.gradient_bits(k)
     for e in range(p.local_iterations):
         yield from device_compute(p, t, e, k, "forward")
         yield from uplink(p, t, e, k, "uplink", "s", act_bits)
@@ -270,13 +388,13 @@ def split_iterations(p: Protocol, t: int, k: int):
 
 def adapter_upload(p: Protocol, t: int, k: int):
     """Client k sends its client adapter (S_c bits) to the federated server on the f-band."""
-    yield from uplink(p, t, NO_ITERATION, k, "adapter_upload", "f", p.backend.adapter_bits())
+    yield from uplink(p, t, NO_ITERATION, k, "adapter_upload", "f", p.backend.adapter_bits(k))
 
 
 def catch_up(p: Protocol, t: int, k: int):
     """A selected client that missed the last broadcast downloads the global adapter first (unicast)."""
     if p.has_global[k] < t - 1:
-        yield from downlink(p, t, NO_ITERATION, k, "adapter_download", p.backend.adapter_bits())
+        yield from downlink(p, t, NO_ITERATION, k, "adapter_download", p.backend.broadcast_bits())
         p.has_global[k] = t - 1
 
 
@@ -347,7 +465,7 @@ def sl_turn(p: Protocol, t: int, k: int):
     """sl: client k's turn: the federated server relays the client adapter to it on the downlink (the
     hand-off from the previous client), it runs its E iterations alone, and uploads its adapter on the f-band
     for the next client."""
-    bits = p.backend.adapter_bits()
+    bits = p.backend.adapter_bits(k)
     yield from downlink(p, t, NO_ITERATION, k, "adapter_download", bits)
     p.backend.begin_turn(k)
     yield from split_iterations(p, t, k)
@@ -376,20 +494,44 @@ def _begin_round(p: Protocol, t: int, available: list | None = None) -> RoundRec
     env = p.env
     record = RoundRecord(round=t, start_s=env.now)
     p.records.append(record)
+    p.current = record
     p.radio.forget_before(env.now)
     gains = p.radio.gains_at(env.now) if (p.policy.needs_gains or p.selection == "solver") else (None, None)
     members = list(range(p.num_clients)) if available is None else _select(p, available, gains)
     record.selected = [p.client_ids[k] for k in members]
     if not p.dynamic:
         alloc = p.policy.decide(t, *gains) if p.policy.needs_gains else p.policy.decide(t)
-        record.analytic_round_s = alloc.evaluate(p.problem).round_time_s
+        closed = alloc.evaluate(p.problem)
     else:
         alloc, sub, sub_alloc = p.policy.decide_for(t, gains[0], gains[1], members)
-        record.analytic_round_s = sub_alloc.evaluate(sub).round_time_s
+        closed = sub_alloc.evaluate(sub)
+    record.analytic_round_s = closed.round_time_s
+    record.analytic_energy = closed.energy
     record.allocation = alloc
-    p.backend.configure(alloc.split, alloc.rank)
+    if alloc.splits is None:
+        p.backend.configure(alloc.split, alloc.rank)
+    else:
+        p.backend.configure(alloc.split, alloc.rank, splits=alloc.splits)
+    p.device_flops_per_s = p.base_flops_per_s if alloc.frequency_hz is None else \
+        [float(x) for x in p.problem.device_speed_flops_per_s(alloc.frequency_hz)]
+    if p.batteries is not None:
+        from .energy_account import allocation_powers
+
+        compute_w, s_w, f_w = allocation_powers(alloc, p.problem.energy, p.num_clients)
+        p.compute_w = compute_w.tolist()
+        p.band_w = {"s": s_w.tolist(), "f": f_w.tolist()}
     p.radio.use(alloc)
     return record
+
+
+def _broadcast_power(p: Protocol, receivers, ends, end: float) -> None:
+    """Batteries: each receiver draws p_rx until its own reception ends, then idles (a client of the round) or
+    stops (any other)."""
+    env = p.env
+    for k, own in zip(receivers, ends):
+        p.power(k, "dl")
+        if own < end:
+            env.timeout(own - env.now).callbacks.append(lambda _event, k=k: p.power(k, "idle"))
 
 
 def sl_coordinator_process(p: Protocol):
@@ -425,7 +567,7 @@ def _stops(p: Protocol, record) -> bool:
 def _wait_for_clients(p: Protocol, need: int):
     """Wait until at least ``need`` clients are available; False if that can never happen again."""
     while sum(p.available) < need:
-        coming = sum(1 for k, m in enumerate(p.availability or []) if not p.available[k]
+        coming = sum(1 for k, m in enumerate(p.availability or []) if not p.available[k] and not p.dead[k]
                      and math.isfinite(m.next_available_s(p.env.now)))
         if sum(p.available) + coming < need:
             return False
@@ -443,10 +585,13 @@ def _run_attempt(p: Protocol, t: int, attempt: int):
     members = [k for k in range(p.num_clients) if p.client_ids[k] in selected]
     p.pending, p.finished, p.closed = set(members), [], env.event()
     p.quota = rule.quota(len(members)) if rule is not None else None
+    p.window = set(members)
     for k in members:
         p.active.add(k)
         go, p.start[k] = p.start[k], env.event()
         go.succeed(t)
+        if p.batteries is not None:
+            p.power(k, "idle")
     deadline = rule.deadline_s if rule is not None else None
     if deadline is None:
         yield p.closed
@@ -470,7 +615,16 @@ def _run_attempt(p: Protocol, t: int, attempt: int):
         record.end_s = env.now
         p.records.pop()
         p.discarded.append(record)
+        _end_window(p)
     return record
+
+
+def _end_window(p: Protocol) -> None:
+    """The attempt in progress is over: its clients spend nothing more on it."""
+    if p.batteries is not None:
+        for k in p.window:
+            p.batteries.set(k, 0.0)
+    p.window = set()
 
 
 def coordinator_process(p: Protocol):
@@ -484,8 +638,11 @@ def coordinator_process(p: Protocol):
             if p.dynamic:
                 ok = yield from _wait_for_clients(p, need)
                 if not ok:
+                    out = sum(p.dead)
+                    why = "availability" if not out else (f"{out} client(s) out of battery" if p.availability is None
+                                                          else f"availability; {out} client(s) out of battery")
                     p.stopped = (f"round {t}: fewer than {need} client(s) available and none will become available "
-                                 f"again (availability); the run stops after {len(p.records)} round(s)")
+                                 f"again ({why}); the run stops after {len(p.records)} round(s)")
                     return
             record = yield from _run_attempt(p, t, attempt)
             if not record.discarded:
@@ -499,15 +656,24 @@ def coordinator_process(p: Protocol):
         yield env.timeout(p.aggregation_s)
         p.trace.add(t, NO_ITERATION, FS_CLIENT, "aggregation", start, env.now)
         start = env.now
-        bits = p.backend.adapter_bits()
+        bits = p.backend.broadcast_bits()
         if p.dynamic:
             receivers = [k for k in range(p.num_clients) if p.available[k]]
-            end = p.radio.broadcast_end_s(receivers, start, bits)
+            ends = p.radio.broadcast_ends_s(receivers, start, bits)
+            end = max(ends) if ends else float(start)
+            record.broadcast = (start, np.asarray(receivers, dtype=np.int32), np.asarray(ends, dtype=float))
+            if p.batteries is not None:
+                _broadcast_power(p, receivers, ends, end)
             yield env.timeout(end - start)
             for k in receivers:
                 p.has_global[k] = t
+            if p.batteries is not None:
+                for k in set(receivers) | p.window:
+                    p.batteries.set(k, 0.0)
+            p.window = set()
         else:
             yield env.timeout(p.radio.broadcast_s(bits))
+            record.broadcast = (start, None, env.now)
         p.trace.add(t, NO_ITERATION, FS_CLIENT, "broadcast", start, env.now, bits, 0.0)
 
         record.end_s = env.now

@@ -283,12 +283,17 @@ class Radio:
         """When the last of ``receivers`` (problem indices) has the broadcast: each receives at its own full-band
         rate; with every client receiving on a static downlink this is the weakest client's rate, as in the
         closed form."""
+        ends = self.broadcast_ends_s(receivers, start_s, bits)
+        return max(ends) if ends else float(start_s)
+
+    def broadcast_ends_s(self, receivers, start_s: float, bits: float) -> list:
+        """When each of ``receivers`` has the broadcast (see :meth:`broadcast_end_s`), in their order."""
         receivers = list(receivers)
         if bits <= 0 or not receivers:
-            return float(start_s)
+            return [float(start_s)] * len(receivers)
         if self.dl_fading is None and self.timeline is None and len(receivers) == len(self.client_ids):
-            return start_s + self.broadcast_s(bits)
-        return max(self.receive(k, start_s, bits, num_served=1).end_s for k in receivers)
+            return [start_s + self.broadcast_s(bits)] * len(receivers)
+        return [self.receive(k, start_s, bits, num_served=1).end_s for k in receivers]
 
     def gains_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray]:
         """K x S power gains of both bands in the block holding ``time_s`` (observing every subchannel), for

@@ -21,6 +21,7 @@ from ..seeding import stream
 from .allocation import make_policy
 from .backends import AnalyticBackend, TorchBackend
 from .channel_log import CHANNEL_LOGS, summary_from_blocks
+from .energy_account import EnergyAccount, account
 from .processes import Protocol
 from .radio import Radio
 from .rounds import fastest_round_s, is_static_world, make_rule
@@ -52,6 +53,20 @@ class SimulationResult:
     fading_blocks: int = 0  # block-subchannel fading coefficients drawn (uplink and downlink): the fading's cost
     summary_rows: list = field(default_factory=list)  # channel_log summary: one row per uplink transfer
     channel_log: str = "full"
+    battery_out_s: dict = field(default_factory=dict)  # scenario client id -> when its battery ran out
+    _energy: EnergyAccount | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def energy(self) -> EnergyAccount:
+        """The clients' energy of every trace row, round and client (:mod:`.energy_account`), computed once."""
+        if self._energy is None:
+            self._energy = account(self.trace.rows, self.rounds + self.discarded, self.world.problem,
+                                   self.battery_out_s)
+        return self._energy
+
+    def trace_table(self) -> list[tuple]:
+        """trace.csv's rows: the trace's rows with their ``energy_j`` (trace.TRACE_COLUMNS)."""
+        return [row + (e,) for row, e in zip(self.trace.rows, self.energy.row_j.tolist())]
 
     @property
     def real(self) -> bool:
@@ -79,12 +94,53 @@ class SimulationResult:
                    "straggler": r.straggler, "analytic_round_s": r.analytic_round_s, "attempt": r.attempt,
                    "selected": len(r.selected), "participants": 0 if r.discarded else len(r.aggregated),
                    "dropped": len(r.dropped), "cancelled": len(r.cancelled), "deadline_hit": bool(r.deadline_hit),
-                   "aggregated_clients": "" if r.discarded else ";".join(str(c) for c in r.aggregated)}
+                   "aggregated_clients": "" if r.discarded else ";".join(str(c) for c in r.aggregated),
+                   "energy_j": self.energy.round_j(r), "worst_client_energy_j": self.energy.worst_client_round_j(r)}
             if self.real:
                 row["train_loss"] = r.metrics.get("train_loss", math.nan)
                 row["val_loss"] = r.metrics.get("val_loss", math.nan)
             rows.append(row)
         return rows
+
+    def energy_summary(self) -> dict:
+        """results.json's ``energy``: each client's energy over the run (scenario client ids), the total, the worst
+        client, the battery check, and the closed form of one round (``Solution.energy`` of the allocation in
+        force) against the simulated rounds, as ``analytic_round_s`` is for delay."""
+        acc = self.energy
+        problem = self.world.problem
+        ids = [int(c) for c in acc.client_ids]
+        per_client = {str(c): float(e) for c, e in zip(ids, acc.client_j)}
+        worst = int(np.argmax(acc.client_j)) if acc.client_j.size else None
+        battery = problem.energy.battery_j if problem.energy is not None else np.full(len(ids), np.inf)
+        check = {}
+        for i, c in enumerate(ids):
+            cap = float(battery[i])
+            out = self.battery_out_s.get(c)
+            check[str(c)] = {"battery_j": cap if math.isfinite(cap) else None,
+                             "used_fraction": float(acc.client_j[i] / cap) if math.isfinite(cap) else None,
+                             "ran_out": out is not None, "ran_out_s": out}
+        simulated = [acc.round_j(r) for r in self.rounds]
+        closed = [r.analytic_energy for r in self.rounds]
+        have_closed = bool(closed) and all(e is not None for e in closed)
+        mean = float(np.mean(simulated)) if simulated else None
+        mean_closed = float(np.mean([e.total_j for e in closed])) if have_closed else None
+        return {
+            "per_client_j": per_client,
+            "total_j": float(np.sum(acc.client_j)),
+            "worst_client": ids[worst] if worst is not None else None,
+            "worst_client_j": float(acc.client_j[worst]) if worst is not None else None,
+            "battery": check,
+            "batteries_out": len(self.battery_out_s),
+            "mean_round_j": mean,
+            "mean_analytic_round_j": mean_closed,
+            "round_gap_vs_analytic": (mean / mean_closed - 1.0) if have_closed and mean_closed > 0 else None,
+            "mean_worst_client_round_j": float(np.mean([acc.worst_client_round_j(r) for r in self.rounds]))
+            if self.rounds else None,
+            "mean_analytic_worst_client_round_j": float(np.mean([e.worst_client_j for e in closed]))
+            if have_closed else None,
+            # the closed form of round 1 (per client, the clients of round 1 in order; null: none for the protocol)
+            "analytic_round": closed[0].to_dict() if have_closed else None,
+        }
 
     def loss_curve(self) -> tuple[list[float], list[float]]:
         """Validation loss against simulated time: (0, initial) then (end of round t, loss after it)."""
@@ -197,6 +253,11 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     if world is None:
         world = build_world(scenario, profile_source=profile_source, progress=progress, echo=echo)
     problem = world.problem
+    battery = problem.energy.battery_j if problem.energy is not None else None
+    has_battery = battery is not None and bool(np.any(np.isfinite(battery)))
+    if has_battery and kind == "sl":
+        raise ConfigError("devices.energy.battery_j under protocol sl: not supported (sl gives every client its turn "
+                          "and cannot drop one; allowed under sl: null)")
     pol = make_policy(problem, scenario, allocation=allocation, policy=policy)
     if training == "real":
         backend = TorchBackend(problem, scenario, timing=timing, host_flops_per_s=sim_cfg.host_flops_per_s,
@@ -209,7 +270,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     srv = scenario.server
     server = make_server(sim_env, _discipline(kind, srv.discipline), srv.flops_per_s, problem.num_clients,
                          srv.workers)
-    dynamic = not is_static_world(scenario)
+    # a finite battery can cut a phase: the dynamic mode, whose phases can be interrupted
+    dynamic = not is_static_world(scenario) or has_battery
     timeline = availability = outage = None
     rule = make_rule(scenario.round)
     if dynamic:
@@ -225,7 +287,10 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     if not pol.needs_gains:
         # a static allocation fixes split and rank now: prepare the model and data before the clock starts
         first = pol.decide(1)
-        backend.configure(first.split, first.rank)
+        if first.splits is None:
+            backend.configure(first.split, first.rank)
+        else:
+            backend.configure(first.split, first.rank, splits=first.splits)
     if rule.deadline_s is not None:
         _check_deadline(problem, [(first.split, first.rank)] if not pol.needs_gains else problem.candidate_pairs(),
                         rule)
@@ -257,7 +322,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                         on_iteration=iteration_done if bar is not None else None, kind=kind,
                         client_ids=problem.client_ids, rule=rule if dynamic else None, availability=availability,
                         dynamic=dynamic, selection=scenario.round.selection, selection_rng=stream(scenario.seed,
-                                                                                                  "selection"))
+                                                                                                  "selection"),
+                        battery_j=battery if has_battery else None)
     if target is not None and sim_cfg.stop_at_target:
         def stop_at_target(record_):
             loss = record_.metrics.get("val_loss", math.inf)
@@ -321,7 +387,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
                             target_val_loss=target, events=events, wall_s=wall, op_wall_s=backend.op_wall_s,
                             notes=notes, discarded=protocol.discarded, positions=positions,
                             stopped=protocol.stopped, dynamic=dynamic, fading_blocks=radio.fading_blocks_drawn,
-                            summary_rows=radio.summary_rows, channel_log=channel_log)
+                            summary_rows=radio.summary_rows, channel_log=channel_log,
+                            battery_out_s=dict(protocol.battery_out_s))
 
 
 def _changing_world(scenario, world: World, problem):

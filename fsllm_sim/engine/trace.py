@@ -14,14 +14,19 @@ PHASES = ("forward", "uplink", "server_wait", "server", "downlink", "backward", 
 # that missed the last broadcast
 # Marks of a changing world (docs/dynamics.md): a client becoming unavailable (drop, [t, t]); a transfer cut
 # short ([t, t], bits: what had arrived); the round rule cancelling a client's work (cancel, [t, t]); a
-# stretch in which every subchannel of a transfer was in outage (stall, [start, end]).
-MARKS = ("drop", "abort", "cancel", "stall")
-TRACE_COLUMNS = ("round", "iteration", "client", "phase", "start_s", "end_s", "bits", "flops")
+# stretch in which every subchannel of a transfer was in outage (stall, [start, end]); a client's battery running
+# out (battery, [t, t]: it leaves for good, docs/energy.md). A mark costs no energy (a stall lies inside its
+# transfer's row, which counts it).
+MARKS = ("drop", "abort", "cancel", "stall", "battery")
+# A Trace row's fields; trace.csv adds each row's energy_j (fsllm_sim.engine.energy_account), computed when written.
+ROW_COLUMNS = ("round", "iteration", "client", "phase", "start_s", "end_s", "bits", "flops")
+TRACE_COLUMNS = ROW_COLUMNS + ("energy_j",)
 CHANNEL_COLUMNS = ("client", "band", "start_s", "end_s", "rate_bps")
 OUTAGE_COLUMN = "outage_subchannels"  # with an outage rule: the transfer's subchannels in outage in the segment
 POSITION_COLUMNS = ("client", "t_s", "x_m", "y_m", "los")
 ROUND_COLUMNS = ("round", "start_s", "end_s", "duration_s", "straggler", "analytic_round_s", "attempt", "selected",
-                 "participants", "dropped", "cancelled", "deadline_hit", "aggregated_clients")
+                 "participants", "dropped", "cancelled", "deadline_hit", "aggregated_clients", "energy_j",
+                 "worst_client_energy_j")
 REAL_ROUND_COLUMNS = ("train_loss", "val_loss")
 FS_CLIENT = -1  # the federated server's rows (aggregation, broadcast)
 NO_ITERATION = -1
@@ -38,7 +43,7 @@ class Trace:
         self.rows.append((round_index, iteration, client, phase, start_s, end_s, bits, flops))
 
     def as_dicts(self) -> list[dict]:
-        return [dict(zip(TRACE_COLUMNS, r)) for r in self.rows]
+        return [dict(zip(ROW_COLUMNS, r)) for r in self.rows]
 
 
 def csv_text(columns, rows) -> str:

@@ -2,12 +2,12 @@
 
 Everything that can fail on bad input (scenario, allocation file or method, model, profile) fails
 before the run directory exists. The directory then holds, besides the resolved configuration, seeds
-and versions: ``trace.csv`` (one row per phase), ``channel.csv`` (one row per uplink transfer; with
+and versions: ``trace.csv`` (one row per phase, with its energy), ``channel.csv`` (one row per uplink transfer; with
 ``simulation.channel_log: full`` also ``channel_blocks.parquet``, every segment's rate), ``rounds.csv``,
-``allocations.json`` (the allocation in force each round), ``clients.csv``,
-``results.json``, ``timing.json`` (host wall-clock times, kept apart so results compare byte for byte)
-and the figures: a Gantt chart of the first round, the closed-form delay breakdown, the cell layout
-and, with real training, validation loss against simulated time.
+``allocations.json`` (the allocation in force each round), ``clients.csv``, ``results.json`` (with the
+clients' ``energy``: per client, total, battery check, closed form), ``timing.json`` (host wall-clock times,
+kept apart so results compare byte for byte) and the figures: a Gantt chart of the first round, the
+closed-form delay breakdown, the cell layout and, with real training, validation loss against simulated time.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     """Write every output of one simulation into ``run_dir``; returns the summary."""
     scenario = result.world.scenario
     real = result.real
-    atomic_write_text(run_dir / "trace.csv", csv_text(TRACE_COLUMNS, result.trace.rows))
+    atomic_write_text(run_dir / "trace.csv", csv_text(TRACE_COLUMNS, result.trace_table()))
     transfers = result.channel_summary()
     if transfers:
         outage = len(transfers[0]) == len(SUMMARY_COLUMNS) + 1
@@ -108,6 +108,7 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     if not result.rounds:  # stopped before its first round: what was computed, and why
         summary = result.summary()
         atomic_write_json(run_dir / "results.json", {"summary": summary, "rounds": rounds,
+                                                     "energy": result.energy_summary(),
                                                      "profile": result.world.profile_meta})
         atomic_write_json(run_dir / "timing.json", {"wall_s": summary.pop("wall_s"), "events": result.events})
         return summary
@@ -117,6 +118,7 @@ def write_simulation(result: SimulationResult, run_dir: Path, *, label: str = ""
     timing = {"wall_s": summary.pop("wall_s"), "host_op_share": summary.pop("host_op_share", None),
               "events": result.events}
     atomic_write_json(run_dir / "results.json", {"summary": summary, "rounds": rounds, "clients": clients,
+                                                 "energy": result.energy_summary(),
                                                  "profile": result.world.profile_meta})
     atomic_write_json(run_dir / "timing.json", timing)
     alloc = result.rounds[0].allocation
