@@ -47,6 +47,9 @@ _LN2 = float(np.log(2.0))
 EXACT_ENERGY_LIMIT = 20_000
 # Energy-step evaluations of bcd's local search per candidate (energy objectives; option energy_moves).
 DEFAULT_ENERGY_MOVES = 60
+# bcd's move search runs on at most this many candidates, those within REFINE_RTOL of the best.
+REFINE_RTOL = 0.05
+REFINED_CANDIDATES = 3
 
 
 class _BandRows:
@@ -154,7 +157,17 @@ class EnergyStep:
 class ClientEnergyModel:
     """Every client's least energy for a deadline, for one (splits, rank) and one assignment."""
 
-    def __init__(self, problem, rank: int, splits, assign_s, assign_f):
+    @classmethod
+    def relaxed(cls, problem, rank: int, splits) -> "ClientEnergyModel":
+        """Every client holding every subchannel of both bands: its least energy for any deadline, and its fastest
+        time, are then at most those of any assignment (a superset of subchannels can only help), so the round
+        this model chooses bounds every assignment's objective from below."""
+        band_s, band_f = bands_of(problem)
+        rows = (PackedBand.from_rows(band_s, band_s.gain, np.broadcast_to(band_s.bandwidth_hz, band_s.gain.shape)),
+                PackedBand.from_rows(band_f, band_f.gain, np.broadcast_to(band_f.bandwidth_hz, band_f.gain.shape)))
+        return cls(problem, rank, splits, None, None, rows=rows)
+
+    def __init__(self, problem, rank: int, splits, assign_s, assign_f, *, rows=None):
         k = problem.num_clients
         if problem.energy is None:
             raise SolverError("the energy step needs the devices' energy parameters")
@@ -171,8 +184,9 @@ class ClientEnergyModel:
         self.tc_min = self.cycles / en.f_max_hz
         self.tc_max = self.cycles / en.f_min_hz
         band_s, band_f = bands_of(problem)
-        self.s = _BandRows(PackedBand(band_s, assign_s), e * c["activation_bits"], problem.p_max_w)
-        self.f = _BandRows(PackedBand(band_f, assign_f), c["adapter_bits"], problem.p_max_w)
+        packed_s, packed_f = rows if rows is not None else (PackedBand(band_s, assign_s), PackedBand(band_f, assign_f))
+        self.s = _BandRows(packed_s, e * c["activation_bits"], problem.p_max_w)
+        self.f = _BandRows(packed_f, c["adapter_bits"], problem.p_max_w)
         # constants: receive energy (gradients, broadcast) and idle energy (server time, aggregation)
         self.const_j = (en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
                         + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
@@ -230,7 +244,12 @@ class ClientEnergyModel:
             hi = np.where(bad_hi, hi + 30.0, hi)
             f_lo = np.where(bad_lo, self._log_time(lo) - log_d, f_lo)
             f_hi = np.where(bad_hi, self._log_time(hi) - log_d, f_hi)
-        hi = _newton_decreasing(self._log_time_newton, log_d, lo, f_lo, hi, f_hi, active=feasible)
+        warm = getattr(self, "_warm", None)  # the last solve's ln nu: the outer searches move T a little at a time
+        x0 = None
+        if warm is not None and warm.shape == d.shape:
+            x0 = np.where(np.isfinite(warm) & (warm > lo) & (warm < hi), warm, hi)
+        hi = _newton_decreasing(self._log_time_newton, log_d, lo, f_lo, hi, f_hi, active=feasible, x0=x0)
+        self._warm = np.where(feasible, hi, np.nan)
         return np.where(feasible, np.exp(hi), np.inf)
 
     def least_energy_j(self, deadline_s):
@@ -273,29 +292,26 @@ class ClientEnergyModel:
             return float(np.log(total)), t * weight_s_per_j * float(np.sum(dnu)) / total
 
         lo = float(np.log(t_min * (1 + 1e-9)))
-        f_lo, _ = excess(lo)
+        f_lo, d_lo = excess(lo)
         if not f_lo > 0:
             return t_min
-        hi = lo + np.log(2.0)
-        f_hi, d_hi = excess(hi)
+        hi, f_hi = np.inf, -np.inf
+        x, f_x, d_x = lo, f_lo, d_lo
         for _ in range(200):
-            if f_hi <= 0:
-                break
-            lo, f_lo = hi, f_hi
-            hi = hi + np.log(2.0)
-            f_hi, d_hi = excess(hi)
-        x, f_x, d_x = hi, f_hi, d_hi
-        for _ in range(100):
-            if hi - lo <= 1e-14 * max(1.0, abs(hi)) or -1e-13 <= f_hi <= 0:
+            # the objective is stationary at the root: a relative error e in T costs O(e^2) in the objective
+            if abs(f_x) <= 1e-10 or hi - lo <= 1e-12 * max(1.0, abs(lo)):
                 break
             step = x - f_x / d_x if d_x < 0 and np.isfinite(f_x) else np.nan
-            x = step if lo < step < hi else 0.5 * (lo + hi)
+            if not np.isfinite(hi):  # no upper end yet: Newton, or doubling T
+                x = step if np.isfinite(step) and step > lo else lo + np.log(2.0)
+            else:
+                x = step if lo < step < hi else 0.5 * (lo + hi)
             f_x, d_x = excess(x)
             if f_x <= 0:
                 hi, f_hi = x, f_x
             else:
-                lo = x
-        return float(np.exp(hi))
+                lo, f_lo = x, f_x
+        return float(np.exp(x))
 
     def budget_round_s(self, budget_j, client_ids=None) -> float:
         """The least T at which every client's least energy fits its budget (SolverError naming the client whose
@@ -336,13 +352,20 @@ class ClientEnergyModel:
         return max(t_min, float(np.max(t_need)))
 
 
-def _newton_decreasing(fun_slope, target, lo, f_lo, hi, f_hi, *, active, ftol: float = 1e-13, max_iter: int = 100):
+def _newton_decreasing(fun_slope, target, lo, f_lo, hi, f_hi, *, active, ftol: float = 1e-13, max_iter: int = 100,
+                       x0=None):
     """Safeguarded Newton for decreasing g(x) - target bracketed by f(lo) > 0 >= f(hi), row by row where ``active``:
-    a Newton step from the bracket's fitting end when it stays inside the bracket, else bisection; stops when
-    f(hi) >= -ftol; returns ``hi`` (f <= 0 there)."""
+    a Newton step from the last iterate when it stays inside the bracket, else bisection; starts at ``x0`` (a warm
+    start inside the bracket) or ``hi``; stops when f(hi) >= -ftol; returns ``hi`` (f <= 0 there)."""
     lo, hi, f_lo, f_hi = (np.array(x, dtype=float) for x in (lo, hi, f_lo, f_hi))
-    x = hi.copy()
+    x = hi.copy() if x0 is None else np.array(x0, dtype=float)
     g, dg = fun_slope(x)
+    if x0 is not None:  # the warm start narrows the bracket
+        f0 = g - target
+        inside = active & (x > lo) & (x < hi)
+        fits = inside & (f0 <= 0)
+        hi, f_hi = np.where(fits, x, hi), np.where(fits, f0, f_hi)
+        lo, f_lo = np.where(inside & ~fits, x, lo), np.where(inside & ~fits, f0, f_lo)
     for _ in range(max_iter):
         f_x = g - target
         open_ = active & (f_hi < -ftol) & (hi - lo > 1e-15 * np.maximum(1.0, np.abs(hi)))
@@ -441,6 +464,24 @@ def pair_lower_bound(problem, rank: int, splits) -> float:
     if problem.objective == "delay-under-energy" and np.any(floor > problem.budget_j):
         return np.inf
     return rounds * round_lb
+
+
+def relaxed_pair_bound(problem, rank: int, splits) -> float:
+    """The objective of :meth:`ClientEnergyModel.relaxed` at (splits, rank): a lower bound on every assignment's
+    objective there, much tighter than :func:`pair_lower_bound` (it costs one energy step); inf when some
+    client's budget cannot be met."""
+    k = problem.num_clients
+    splits = np.broadcast_to(np.asarray(splits, dtype=int), (k,))
+    model = ClientEnergyModel.relaxed(problem, rank, splits)
+    if problem.objective == "weighted":
+        t = model.weighted_round_s(problem.weight_s_per_j)
+        energy, _ = model.least_energy_j(t - model.fixed_s)
+        return model.rounds * (t + model.tail_s + problem.weight_s_per_j * float(np.sum(energy)))
+    try:
+        t = model.budget_round_s(problem.budget_j)
+    except SolverError:
+        return np.inf
+    return model.rounds * (t + model.tail_s)
 
 
 def _delay_problem(problem):
@@ -566,33 +607,46 @@ def solve_energy(problem, split=None, rank=None, *, base: str = "bcd", **options
     if energy and not np.isfinite(bounds[0][0]):
         raise _budget_refusal(problem, pairs)
     best = None
+    solved = []  # (solution, is energy-step) of every pair visited
+    pair_bounds = {}  # the relaxed bound of each pair visited (the cheap bound stands for the others)
     for lb, s, r in bounds:
         if best is not None and not lb < best.objective_s:
             break
         if not np.isfinite(lb):
             break
-        start = solve_bcd(delay_problem, split=s, rank=r, **options)
-        candidates = [start]
         if energy:
-            candidates = [energy_local_search(problem, energy_solution(problem, s, r, start.assign_s, start.assign_f,
-                                                                       "bcd"), max_evaluations)]
+            pair_bounds[(s, r)] = max(lb, relaxed_pair_bound(problem, r, s))
+            if best is not None and not pair_bounds[(s, r)] < best.objective_s:
+                continue
+        start = solve_bcd(delay_problem, split=s, rank=r, **options)
+        candidates = [energy_solution(problem, s, r, start.assign_s, start.assign_f, "bcd")] if energy else [start]
         if problem.per_client_split:
             allowed = problem.client_splits_allowed(r)
             own = _pick_client_splits(problem, r, start, allowed)
             if energy:
-                candidates.append(energy_local_search(
-                    problem, energy_solution(problem, s, r, start.assign_s, start.assign_f, "bcd", splits=own),
-                    max_evaluations))
+                candidates.append(energy_solution(problem, s, r, start.assign_s, start.assign_f, "bcd", splits=own))
             else:
                 candidates.append(evaluate(problem, int(np.min(own)), r, start.assign_s, start.power_s_w,
                                            start.assign_f, start.power_f_w, method="bcd", splits=own))
         for sol in candidates:
+            solved.append(sol)
             if best is None or sol.objective_s < best.objective_s:
+                best = sol
+    if energy and best is not None and np.isfinite(best.objective_s):
+        # the move search, on the candidates within refine_rtol of the best (the others could not win by a move)
+        near = sorted((c for c in solved if c.objective_s <= best.objective_s * (1 + REFINE_RTOL)),
+                      key=lambda c: c.objective_s)[:REFINED_CANDIDATES]
+        for cand in near:
+            sol = energy_local_search(problem, cand, max_evaluations)
+            if sol.objective_s < best.objective_s:
                 best = sol
     if best is None or not np.isfinite(best.objective_s):
         raise _budget_refusal(problem, pairs)
     best.method = "bcd"
-    best.lower_bound_s = float(bounds[0][0]) if energy and not problem.per_client_split else None
+    if energy and not problem.per_client_split:  # the least bound over every pair (relaxed where visited)
+        best.lower_bound_s = float(min(pair_bounds.get((s, r), lb) for lb, s, r in bounds))
+    else:
+        best.lower_bound_s = None
     return best
 
 
