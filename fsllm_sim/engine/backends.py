@@ -18,6 +18,14 @@ simulated forward, before the iteration runs: measured timing therefore runs the
 there on the same batch and discards its graph (host time only; the simulated times and the results
 are unaffected).
 
+Per-client splits (an allocation's ``splits``, protocol sfl only): the system is built with
+``SplitFedConfig.splits`` (client k of the engine is training client k), client k uploads S_c(ℓ_k) counted from
+its real tensors (``adapter_bits_of(k)``), the broadcast carries the largest adapter (the union of the clients'
+blocks), aggregation is by global block index over the round's participants (``SplitFedSystem.finish_round``),
+and ``timing: flops`` takes client k's compute from the counted FLOPs of its own split
+(``problem.client_costs``). All splits equal is the single-split run, output for output. sl and fl refuse them
+in one line.
+
 Under ``protocol: fl`` it drives :class:`fsllm_sim.training.federated_lora.FederatedLoraSystem` instead: the
 whole model's forward and loss run at the simulated forward, its backward and update at the simulated backward,
 and FedAvg over the round's participants at the round's end.
@@ -128,17 +136,29 @@ class TorchBackend(AnalyticBackend):
         self.progress = progress
         self.echo = echo
         self.system = None
+        self._train_splits = None  # the per-client splits the system was built with (None: one split)
         self.validation = None
         self._batch: dict = {}
         self._backward_s: dict = {}
         self._losses: list = []
 
     def configure(self, split: int, rank: int, splits=None) -> None:
+        """Build the real system at (split, rank) on the first call; with ``splits`` (sfl only), client k trains at
+        its own split splits[k] (``SplitFedConfig.splits``; all equal: the single-split system, exactly). Later
+        calls must name the same split, rank and splits (a real run cannot change them)."""
         if splits is not None:
-            raise ConfigError("real training with per-client splits: not wired yet (run it with simulation.training "
-                              "analytic, or give every client one split)")
-        super().configure(split, rank)
+            splits = self._check_per_client(splits)
+            super().configure(split, rank, splits)
+        else:
+            super().configure(split, rank)
         if self.system is not None:
+            if splits is not None or self._train_splits is not None:
+                if (self._train_splits, self.system.rank) != (splits, rank):
+                    before = "one split" if self._train_splits is None else f"splits {list(self._train_splits)}"
+                    after = "one split" if splits is None else f"splits {list(splits)}"
+                    raise ConfigError(f"real training cannot change its per-client splits or rank mid-run "
+                                      f"({before}, rank {self.system.rank}) -> ({after}, rank {rank})")
+                return
             if (self.system.split, self.system.rank) != (split, rank):
                 raise ConfigError(f"real training cannot change split/rank mid-run ({self.system.split}, "
                                   f"{self.system.rank}) -> ({split}, {rank})")
@@ -151,8 +171,12 @@ class TorchBackend(AnalyticBackend):
 
         setup_start = time.perf_counter()
         cfg = training_config(self.scenario, rank=rank, split=split)
+        if splits is not None:  # client k (the engine's index, sfl: the training client k) at splits[k]
+            cfg = dataclasses.replace(cfg, splits=splits)
+        self._train_splits = splits
         if self.progress:
-            self.echo(f"preparing real training: {cfg.model}, split {split}, rank {rank}, {cfg.num_clients} clients")
+            shown = f"split {split}" if splits is None else f"splits {','.join(map(str, splits))}"
+            self.echo(f"preparing real training: {cfg.model}, {shown}, rank {rank}, {cfg.num_clients} clients")
         model, data = prepare_model_and_data(cfg)
         if self.timing == "measured" and self.host_flops_per_s is None:
             from ..training.device import resolve_compute
@@ -182,6 +206,19 @@ class TorchBackend(AnalyticBackend):
         # model loading, data and the initial evaluation happen once, before the rounds: not engine overhead
         self.setup_wall_s = time.perf_counter() - setup_start
         self.op_wall_s = 0.0
+
+    def _check_per_client(self, splits) -> tuple[int, ...]:
+        """Per-client splits as the training client ids' tuple; sl and fl refuse them in one line."""
+        if self.protocol != "sfl":
+            why = ("the whole model trains on the device" if self.protocol == "fl" else
+                   "the clients hand one client adapter on in turn, so they share one split")
+            raise ConfigError(f"split.per_client: real training with per-client splits needs protocol sfl "
+                              f"(protocol is {self.protocol}: {why}); allowed here: one split for every client")
+        out = tuple(int(s) for s in splits)
+        if len(out) != len(self._data_client):
+            raise ConfigError(f"per-client splits: {len(out)} given for {len(self._data_client)} clients; allowed: "
+                              f"one split per client")
+        return out
 
     def _timed(self, fn, *args):
         compute = self.system.compute
@@ -213,17 +250,30 @@ class TorchBackend(AnalyticBackend):
     def _scaled(self, wall_s: float, device_flops_per_s: float) -> float:
         return wall_s * self.host_flops_per_s / device_flops_per_s
 
-    # payloads: the real messages' sizes (one split for every client: the same for each k)
+    # payloads: the real messages' sizes (S_a and S_g do not depend on the split: the same for each k)
     def activation_bits(self, k: int | None = None) -> float:
         return float(self.system.activation_bits(self.config.batch_size, self.config.seq_len))
 
     def gradient_bits(self, k: int | None = None) -> float:
         return float(self.system.gradient_bits(self.config.batch_size, self.config.seq_len))
 
+    def _mixed(self) -> bool:
+        return bool(getattr(self.system, "mixed_splits", False))
+
     def adapter_bits(self, k: int | None = None) -> float:
+        """S_c of client k's upload, from its real tensors; with different splits S_c(ℓ_k) (k required)."""
+        if self._mixed():
+            if k is None:
+                raise ConfigError("with per-client splits the adapter size depends on the client; ask "
+                                  "adapter_bits(k) or broadcast_bits()")
+            return float(self.system.adapter_bits_of(k))
         return float(self.system.adapter_bits())
 
     def broadcast_bits(self) -> float:
+        """The global adapter's broadcast; with different splits the union of the clients' blocks (blocks below
+        the largest ℓ_k), as large as the largest client adapter (the analytic backend's rule)."""
+        if self._mixed():
+            return max(float(self.system.adapter_bits_of(k)) for k in range(self.system.num_clients))
         return self.adapter_bits()
 
     def forward(self, k: int, device_flops_per_s: float) -> tuple[float, float]:
