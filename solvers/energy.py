@@ -689,7 +689,8 @@ def solve_energy_exact(problem, split=None, rank=None, **_options):
         size = enumeration_size(problem) * sum(
             int(np.prod([a.size for a in problem.client_splits_allowed(r)])) for r in {r for _, r in pairs})
     if size > EXACT_ENERGY_LIMIT:
-        raise SolverError(f"exact with objective {problem.objective}{' and per-client splits' if problem.per_client_split else ''}: "
+        what = f"{problem.objective}{' and per-client splits' if problem.per_client_split else ''}"
+        raise SolverError(f"exact with objective {what}: "
                           f"{size} (assignment, split, rank) candidates exceed {EXACT_ENERGY_LIMIT}, each an energy "
                           f"step; allowed: tiny instances (use bcd)")
     rows_s = surjections(problem.num_subchannels_s, k)

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "sweep": "fsllm_sim.benchmarks.sweep",
     "playground": "fsllm_sim.benchmarks.playground",
     "channel_log": "fsllm_sim.benchmarks.channel_log",
+    "energy": "fsllm_sim.benchmarks.energy",
 }
 
 
@@ -27,6 +28,6 @@ def run_benchmarks(which: list[str]) -> int:
         start = time.perf_counter()
         module = importlib.import_module(BENCHMARKS[name])
         # The training benchmark has its own CLI; give it no arguments rather than fsllm-sim's argv.
-        module.main([]) if name in ("training", "engine", "sweep", "playground", "channel_log") else module.main()
+        module.main([]) if name in ("training", "engine", "sweep", "playground", "channel_log", "energy") else module.main()
         print(f"({name}: {time.perf_counter() - start:.1f} s)", flush=True)
     return 0

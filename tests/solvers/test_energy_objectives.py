@@ -106,10 +106,12 @@ def test_energy_step_client_energy_matches_the_hand_formula():
     c = p.costs(sol.split, sol.rank)
     e = p.local_iterations
     f = sol.frequency_hz
-    comp = e * compute_energy_j(c["client_forward_flops"] + c["client_backward_flops"], en.flops_per_cycle, en.kappa, f)
+    flops = c["client_forward_flops"] + c["client_backward_flops"]
+    comp = e * compute_energy_j(flops, en.flops_per_cycle, en.kappa, f)
     ps = np.bincount(sol.assign_s, weights=sol.power_s_w, minlength=2)
     pf = np.bincount(sol.assign_f, weights=sol.power_f_w, minlength=2)
-    hand = (comp + e * ps * bd.uplink_s + pf * bd.adapter_upload_s + en.rx_power_w * (e * bd.downlink_s + bd.broadcast_s)
+    hand = (comp + e * ps * bd.uplink_s + pf * bd.adapter_upload_s
+            + en.rx_power_w * (e * bd.downlink_s + bd.broadcast_s)
             + en.idle_power_w * (bd.round_s - e * (bd.client_forward_s + bd.client_backward_s + bd.uplink_s
                                                     + bd.downlink_s) - bd.adapter_upload_s - bd.broadcast_s))
     np.testing.assert_allclose(sol.energy.client_j, hand, rtol=1e-12)
