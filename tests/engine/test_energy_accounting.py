@@ -13,7 +13,6 @@ import pytest
 
 from fsllm_sim.engine import build_world, simulate
 from fsllm_sim.engine.allocation import equal_share
-from fsllm_sim.engine.backends import TorchBackend
 from fsllm_sim.errors import ConfigError
 from fsllm_sim.jobs.run import run_simulation
 
@@ -199,14 +198,6 @@ def test_per_client_splits_cost_each_client_its_own_split_and_the_round_is_the_c
             k = row[2]
             assert e == pytest.approx(en.kappa[k] * costs["client_forward_flops"][k] / en.flops_per_cycle[k]
                                       * en.f_max_hz[k] ** 2, rel=1e-9)
-
-
-def test_real_training_refuses_per_client_splits_in_one_line():
-    sc = scenario()
-    world = build_world(sc, profile_source="analytic", progress=False)
-    backend = TorchBackend(world.problem, sc)
-    with pytest.raises(ConfigError, match="real training with per-client splits: not wired yet"):
-        backend.configure(1, sc.lora.rank, splits=[1, 2, 3])
 
 
 def device_trace(tmp_path, batteries):
