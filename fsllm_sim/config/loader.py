@@ -451,6 +451,9 @@ def _energy_checks(s: Scenario) -> None:
         _fail("objective.kind", f"{obj.kind} with a total power cap per band (channel.power.total_cap_*_dbm) is not "
                                 f"supported (the energy step sets each client's power on its own); allowed with "
                                 f"total caps: delay")
+    if en.battery_j is not None and s.protocol == "sl":
+        _fail("devices.energy.battery_j", "batteries need a protocol whose clients can drop mid-round (sfl or fl; sl's "
+                                          "turns cannot); allowed under sl: null")
     if s.split.per_client and s.protocol != "sfl":
         _fail("split.per_client", f"per-client splits need protocol sfl (protocol is {s.protocol}); allowed here: "
                                   f"false")
