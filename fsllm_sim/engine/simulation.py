@@ -140,7 +140,21 @@ class SimulationResult:
             if have_closed else None,
             # the closed form of round 1 (per client, the clients of round 1 in order; null: none for the protocol)
             "analytic_round": closed[0].to_dict() if have_closed else None,
+            "budget": self._budget_check(acc),
         }
+
+    def _budget_check(self, acc) -> dict | None:
+        """Under objective delay-under-energy: how often the simulated round (fading, queueing) made a client spend
+        more than its budget, which the optimiser's model never does."""
+        problem = self.world.problem
+        if getattr(problem, "objective", "delay") != "delay-under-energy" or problem.budget_j is None:
+            return None
+        over = [acc.of_record(r) > problem.budget_j * (1 + 1e-9) for r in self.rounds]
+        worst = max((float(np.max(acc.of_record(r) / problem.budget_j)) for r in self.rounds), default=None)
+        return {"budget_j": problem.budget_j.tolist(),
+                "rounds_over": int(sum(bool(np.any(o)) for o in over)), "rounds": len(self.rounds),
+                "client_rounds_over": int(sum(int(np.sum(o)) for o in over)),
+                "worst_ratio_to_budget": worst}
 
     def loss_curve(self) -> tuple[list[float], list[float]]:
         """Validation loss against simulated time: (0, initial) then (end of round t, loss after it)."""

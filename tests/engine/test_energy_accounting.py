@@ -334,3 +334,23 @@ def test_a_battery_runs_out_when_the_written_energy_reaches_it_in_a_changing_wor
     assert marks == res.battery_out_s
     for rec in res.rounds + res.discarded:  # never selected once out of battery
         assert not any(c in res.battery_out_s and res.battery_out_s[c] <= rec.start_s for c in rec.selected)
+
+
+def test_budget_check_counts_the_rounds_fading_pushes_over_the_budget():
+    """Under delay-under-energy the optimiser meets every budget in its model; results.json says how often the
+    simulated rounds (with fading) did not."""
+    sc = scenario()
+    world = build_world(sc, profile_source="analytic", progress=False)
+    base = simulate(sc, profile_source="analytic", world=world, allocation="bcd")
+    closed = base.rounds[0].allocation.evaluate(world.problem).energy.client_j
+    tight = dataclasses.replace(sc, objective=dataclasses.replace(sc.objective, kind="delay-under-energy",
+                                                                 budget_j=float(np.min(closed))))
+    res = simulate(tight, profile_source="analytic", allocation="bcd")
+    check = res.energy_summary()["budget"]
+    # a static world is the optimiser's model: no round goes over
+    assert check["rounds"] == len(res.rounds) and check["rounds_over"] == 0
+    assert check["worst_ratio_to_budget"] <= 1 + 1e-9
+    # equal-share at f_max ignores the budget: the clients that spend more than the tightest client go over
+    eq = simulate(tight, profile_source="analytic", allocation="equal-share").energy_summary()["budget"]
+    assert eq["rounds_over"] == eq["rounds"] and eq["worst_ratio_to_budget"] > 1
+    assert base.energy_summary()["budget"] is None
