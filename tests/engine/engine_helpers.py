@@ -50,3 +50,33 @@ def write_corpus(folder) -> str:
         lines = [" ".join(rng.choice(WORDS, size=rng.integers(5, 12))) + "." for _ in range(60)]
         (folder / f"doc{d:02d}.txt").write_text("\n".join(lines))
     return str(folder)
+
+
+def replay_training(scenario, orders, splits=None):
+    """A SplitFedSystem built directly from the scenario's training config (with per-client ``splits`` when given),
+    its iterations run by hand in the service order of each round (``orders``: per round, the client of each
+    served request); (the system, per round (its global adapter over every block, validation loss))."""
+    import dataclasses
+
+    import torch
+
+    from fsllm_sim.training.federated_training import prepare_model_and_data, validation_set
+    from fsllm_sim.training.from_scenario import training_config
+    from fsllm_sim.training.system import SplitFedSystem
+
+    cfg = training_config(scenario)
+    if splits is not None:
+        cfg = dataclasses.replace(cfg, splits=tuple(splits))
+    model, data = prepare_model_and_data(cfg)
+    val = validation_set(data)
+    torch.manual_seed(cfg.seed)
+    system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
+    ev = scenario.evaluation
+    out = []
+    for order in orders:
+        for k in order:
+            system.iteration(k)
+        system.finish_round()
+        out.append((system.global_state(), system.evaluate(val, batch_size=ev.batch_size,
+                                                           max_batches=ev.max_batches).loss))
+    return system, out

@@ -17,11 +17,11 @@ from fsllm_sim.engine import build_world, simulate
 from fsllm_sim.engine.allocation import equal_share
 from fsllm_sim.engine.backends import TorchBackend
 from fsllm_sim.errors import ConfigError
-from fsllm_sim.training.federated_training import prepare_model_and_data, validation_set
+from fsllm_sim.training.federated_training import prepare_model_and_data
 from fsllm_sim.training.from_scenario import training_config
 from fsllm_sim.training.system import SplitFedSystem
 
-from engine_helpers import make_scenario
+from engine_helpers import make_scenario, replay_training
 
 SPLITS = (1, 3, 2)  # tiny-llama: J = 4 blocks; three different splits, not sorted by client
 
@@ -53,22 +53,9 @@ def service_order(res, round_index):
 
 
 def replay(scenario, splits, orders):
-    """A SplitFedSystem built directly with ``splits``, driven in the given service order; per round its global
-    adapter and validation loss."""
-    cfg = dataclasses.replace(training_config(scenario), splits=tuple(splits))
-    model, data = prepare_model_and_data(cfg)
-    val = validation_set(data)
-    torch.manual_seed(cfg.seed)
-    system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
-    ev = scenario.evaluation
-    out = []
-    for order in orders:
-        for k in order:
-            system.iteration(k)
-        system.finish_round()
-        out.append((system.global_state(), system.evaluate(val, batch_size=ev.batch_size,
-                                                           max_batches=ev.max_batches).loss))
-    return system, out
+    """A SplitFedSystem built directly with ``splits``, driven in the given service order: (the system, per round
+    its global adapter and validation loss)."""
+    return replay_training(scenario, orders, splits)
 
 
 @pytest.fixture

@@ -11,11 +11,8 @@ import pytest
 import torch
 
 from fsllm_sim.engine import simulate
-from fsllm_sim.training.federated_training import prepare_model_and_data, validation_set
-from fsllm_sim.training.from_scenario import training_config
-from fsllm_sim.training.system import SplitFedSystem
 
-from engine_helpers import make_scenario
+from engine_helpers import make_scenario, replay_training
 
 
 def real_scenario(corpus, **extra):
@@ -29,19 +26,7 @@ def real_scenario(corpus, **extra):
 
 def replay(scenario, order_per_round):
     """Run the phases by hand in the given order: [[(client, ...) per served request] per round]."""
-    cfg = training_config(scenario)
-    model, data = prepare_model_and_data(cfg)
-    val = validation_set(data)
-    torch.manual_seed(cfg.seed)
-    system = SplitFedSystem(model, cfg.system_config(), data=data, batch_size=cfg.batch_size)
-    ev = scenario.evaluation
-    losses = []
-    for order in order_per_round:
-        for k in order:
-            system.iteration(k)
-        system.finish_round()
-        losses.append(system.evaluate(val, batch_size=ev.batch_size, max_batches=ev.max_batches).loss)
-    return losses
+    return [loss for _, loss in replay_training(scenario, order_per_round)[1]]
 
 
 def service_order(result, round_index):
