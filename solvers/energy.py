@@ -491,18 +491,26 @@ def _delay_problem(problem):
 
 
 def _budget_refusal(problem, pairs) -> SolverError:
-    """The line for a budget no (split, rank) can meet: the client whose least floor is furthest above it."""
-    best = None
-    for split, rank in pairs:
-        c = ClientFloor(problem, rank, split)
-        gap = c.floor - problem.budget_j
-        if best is None or np.min(gap) < best[0]:
-            best = (float(np.max(gap)), c)
-    worst = best[1]
-    i = int(np.argmax(worst.floor - problem.budget_j))
-    return SolverError(f"objective.budget_j: client {int(problem.client_ids[i])} needs at least {worst.floor[i]:.6g} "
-                       f"J a round at best (split {worst.split}, rank {worst.rank}, f_min, vanishing rates), above "
-                       f"its budget {problem.budget_j[i]:.6g} J; allowed: a budget above that minimum")
+    """The line for budgets no (split, rank) can meet: the client whose least energy over every pair (f_min,
+    vanishing rates) is furthest above its budget; or, when each client alone fits at some pair but no pair fits
+    them all, the pair that comes closest and its client over budget."""
+    floors = [ClientFloor(problem, r, s) for s, r in pairs]
+    table = np.array([f.floor for f in floors])  # (pairs, K)
+    budget = problem.budget_j
+    least = table.min(axis=0)
+    ids = problem.client_ids
+    if np.any(least > budget):
+        i = int(np.argmax(least - budget))
+        at = floors[int(np.argmin(table[:, i]))]
+        return SolverError(f"objective.budget_j: client {int(ids[i])} needs at least {least[i]:.6g} J a round (at "
+                           f"split {at.split}, rank {at.rank}, f_min and vanishing rates), above its budget "
+                           f"{budget[i]:.6g} J; allowed: a budget above that minimum")
+    p = int(np.argmin(np.max(table - budget, axis=1)))
+    i = int(np.argmax(table[p] - budget))
+    return SolverError(f"objective.budget_j: no (split, rank) meets every client's budget: the closest, split "
+                       f"{floors[p].split} rank {floors[p].rank}, needs {table[p, i]:.6g} J a round from client "
+                       f"{int(ids[i])} (budget {budget[i]:.6g} J); allowed: budgets above each client's least energy "
+                       f"at one common split")
 
 
 class ClientFloor:
@@ -585,7 +593,16 @@ def energy_local_search(problem, sol, max_evaluations: int):
     return best
 
 
-def solve_energy(problem, split=None, rank=None, *, base: str = "bcd", **options):
+def _energy_or_none(problem, split, rank, start, splits):
+    """The energy step on bcd's assignment ``start``, or None when that assignment cannot meet some budget (its
+    subchannels are worse than the band's best, which the pair's bound assumed)."""
+    try:
+        return energy_solution(problem, split, rank, start.assign_s, start.assign_f, "bcd", splits=splits)
+    except SolverError:
+        return None
+
+
+def solve_energy(problem, split=None, rank=None, **options):
     """bcd for the energy objectives and per-client splits: for each allowed (split, rank) in increasing order of
     :func:`pair_lower_bound`, bcd's delay-optimal assignment at that pair, then the energy step on it (objectives
     weighted and delay-under-energy) and, with ``problem.per_client_split``, each client's own split (then the
@@ -619,16 +636,18 @@ def solve_energy(problem, split=None, rank=None, *, base: str = "bcd", **options
             if best is not None and not pair_bounds[(s, r)] < best.objective_s:
                 continue
         start = solve_bcd(delay_problem, split=s, rank=r, **options)
-        candidates = [energy_solution(problem, s, r, start.assign_s, start.assign_f, "bcd")] if energy else [start]
+        candidates = [_energy_or_none(problem, s, r, start, None)] if energy else [start]
         if problem.per_client_split:
             allowed = problem.client_splits_allowed(r)
             own = _pick_client_splits(problem, r, start, allowed)
             if energy:
-                candidates.append(energy_solution(problem, s, r, start.assign_s, start.assign_f, "bcd", splits=own))
+                candidates.append(_energy_or_none(problem, s, r, start, own))
             else:
                 candidates.append(evaluate(problem, int(np.min(own)), r, start.assign_s, start.power_s_w,
                                            start.assign_f, start.power_f_w, method="bcd", splits=own))
         for sol in candidates:
+            if sol is None:
+                continue
             solved.append(sol)
             if best is None or sol.objective_s < best.objective_s:
                 best = sol
