@@ -95,8 +95,22 @@ def _cmd_compare(args) -> int:
 
 def _cmd_optimize(args) -> int:
     from .config import load_scenario
+    from .errors import ConfigError
     from .jobs.optimize import run_optimize
 
+    if args.pareto:
+        from .jobs.pareto import check_points, run_pareto
+
+        check_points(args.points)
+        if args.bound != "bcd":
+            raise ConfigError(f"--bound {args.bound} applies to one allocation, not to --pareto")
+        run_pareto(load_scenario(args.scenario), points=args.points, budgets=args.budgets, method=args.method,
+                   runs_dir=args.runs_dir, progress=not args.no_progress, profile_source=args.profile,
+                   baselines=not args.no_baselines, time_limit_s=args.time_limit)
+        return 0
+    for flag, given in (("--points", args.points is not None), ("--budgets", args.budgets)):
+        if given:
+            raise ConfigError(f"{flag} applies to --pareto (the delay-energy front); add --pareto")
     run_optimize(load_scenario(args.scenario), method=args.method, runs_dir=args.runs_dir,
                  progress=not args.no_progress, profile_source=args.profile, baselines=not args.no_baselines,
                  bound=args.bound, time_limit_s=args.time_limit)
@@ -229,6 +243,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _points(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 2 to 64") from None
+    if not 2 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 2 to 64")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="fsllm-sim", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
@@ -293,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["optimize"].add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                                          help="wall-clock limit of the exact, gurobi and relaxation methods "
                                               "(default: 300 s for exact and gurobi, none for relaxation)")
+    sub.choices["optimize"].add_argument("--pareto", action="store_true",
+                                         help="sweep the energy weight λ of the weighted objective (or with "
+                                              "--budgets the per-client energy budget) and write the delay-energy "
+                                              "front: pareto.csv, pareto.png/.pdf (protocol sfl, no total power caps)")
+    sub.choices["optimize"].add_argument("--points", type=_points, default=None, metavar="N",
+                                         help="with --pareto: points of the sweep, 2 to 64 (default 9: λ = 0 and 8 "
+                                              "values over λ_ref 10^[-2, 2], λ_ref = T_round / E_round of the delay "
+                                              "optimum)")
+    sub.choices["optimize"].add_argument("--budgets", action="store_true",
+                                         help="with --pareto: sweep the per-client energy budget of a round "
+                                              "(objective delay-under-energy) from the delay optimum's worst client "
+                                              "down to just above the least feasible, instead of λ")
 
     cal = scenario_cmd("calibrate", _cmd_calibrate, "train at every rank of lora.ranks and fit N(r) = a + b r^-c")
     cal.add_argument("--out", help="output folder (default: a run directory); rerun with the same folder to resume")

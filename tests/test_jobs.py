@@ -80,13 +80,15 @@ def test_optimize_beats_equal_share_and_its_solution_runs(scenario_file, tmp_pat
     assert main(["optimize", str(scenario_file), "--runs-dir", str(runs), "--no-progress",
                  "--profile", "analytic"]) == 0
     out = capsys.readouterr().out
-    assert "lower bound (bcd pair bound)" in out
+    assert "lower bound (bcd pair bound)" in out and "energy J" in out and "E_round J" in out
     opt = only_run_dir(runs, "optimize")
     sol = json.loads((opt / "solution.json").read_text())
     results = json.loads((opt / "results.json").read_text())
     assert results["lower_bound_s"] <= sol["objective_s"] * (1 + 1e-9)
     for row in results["comparison"]:
         assert row["total_s"] >= sol["objective_s"] * (1 - 1e-9), row
+        assert row["training_energy_j"] > 0 and row["objective_s"] == row["total_s"]  # delay objective
+    assert sol["training_energy_j"] == pytest.approx(sol["rounds"] * sol["energy"]["total_j"], rel=1e-12)
     assert main(["run", str(scenario_file), "--runs-dir", str(runs), "--no-progress", "--profile", "analytic",
                  "--allocation", str(opt / "solution.json")]) == 0
     summary = json.loads((only_run_dir(runs, "run") / "results.json").read_text())["summary"]

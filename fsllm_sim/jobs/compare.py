@@ -7,10 +7,13 @@ combination is simulated on the same world, the same mobility and the same avail
 exogenous), which is how the online policy is judged against a changing network (docs/dynamics.md).
 With real training the table gives the simulated time to the target validation loss and the figure the
 loss against simulated time; with analytic training, the simulated time of the rounds and the rounds
-completed against time.
+completed against time. Beside the delay, each run's clients' energy over the simulation (results.json
+``energy``: ``energy_j``, the total over the clients, and ``worst_client_energy_j``, the client that spent most)
+goes into compare.csv and the table; it covers the rounds simulated, as the delay column does.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -88,10 +91,12 @@ def run_compare(scenario, methods: list[str], *, training: str | None = None, ro
         summary = write_simulation(res, sub, label=m)
         if not res.rounds:
             raise ConfigError(f"compare {m}: {res.stopped}")
+        energy = json.loads((sub / "results.json").read_text(encoding="utf-8")).get("energy") or {}
         row = {"allocation": m, "split": summary["split"], "rank": summary["rank"],
                "simulated_s": summary["simulated_s"], "mean_round_s": summary["mean_round_s"],
                "mean_analytic_round_s": summary["mean_analytic_round_s"],
-               "analytic_time_to_target_s": summary["analytic_time_to_target_s"]}
+               "analytic_time_to_target_s": summary["analytic_time_to_target_s"],
+               "energy_j": energy.get("total_j"), "worst_client_energy_j": energy.get("worst_client_j")}
         dynamic = "mean_participants" in summary
         if dynamic:
             row.update({"rounds": summary["rounds_simulated"], "mean_participants": summary["mean_participants"],
@@ -129,6 +134,9 @@ def run_compare(scenario, methods: list[str], *, training: str | None = None, ro
         headers += [f"time for {len(next(iter(results.values())).rounds)} rounds s", f"x {methods[0]}"]
         table = [[r["allocation"], r["split"], r["rank"], r["mean_analytic_round_s"], r["mean_round_s"],
                   r["simulated_s"], r["vs_first"]] for r in rows]
+    headers += ["energy J", "worst client J"]
+    table = [t + ["" if r[c] is None else r[c] for c in ("energy_j", "worst_client_energy_j")]
+             for t, r in zip(table, rows)]
     if dyn:
         headers += ["participants", "dropped", "cancelled", "deadline hits"]
         table = [t + [r[c] for c in dyn] for t, r in zip(table, rows)]

@@ -13,6 +13,15 @@ and the bound goes to ``results.json`` under ``lower_bound`` only.
 
 The ``random`` baseline draws from the scenario's ``solver`` random stream, so its assignment changes
 with the scenario's seed (and only with it).
+
+Energy (docs/energy.md): beside each allocation's total delay N(r) T_round the report gives its training energy
+N(r) E_round (the clients' energy of one round, times the rounds) whenever the problem has the devices' energy
+parameters (protocol sfl), and, for the objectives ``weighted`` and ``delay-under-energy``, the objective itself
+with its lambda or budget. The per-client table adds each client's energy of a round, its DVFS clock (``f GHz``) when
+the allocation sets clocks, and its split (``l``) when it sets per-client splits; ``solution.json`` carries
+``frequency_hz`` and ``splits``, which ``fsllm-sim run --allocation`` applies. In ``comparison.csv``
+``total_s`` is the delay, ``objective_s`` what was minimised (equal to it under the delay objective).
+``--pareto`` sweeps the energy weight or budget instead: :mod:`fsllm_sim.jobs.pareto`.
 """
 from __future__ import annotations
 
@@ -123,7 +132,7 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
             rows.append((label, sol))
 
     if is_bound:
-        return _report_bound(scenario, method, best, rows, run_dir, meta, timing, echo)
+        return _report_bound(scenario, problem, method, best, rows, run_dir, meta, timing, echo)
 
     # The lower bound: bcd's pair bound (or the method's own certified bound when larger), or the relaxation.
     if bound == "relaxation":
@@ -140,30 +149,19 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
             value, source, label = float(own), method, f"lower bound ({method}, certified)"
         lower = _bound_record(source, value, best=best)
 
-    echo(f"chosen: split l={best.split}, rank r={best.rank}, round {best.round_time_s:.4g} s x N(r)={best.rounds:.4g} "
-         f"= {best.objective_s:.4g} s ({best.status}, {best.wall_time_s:.2f} s)")
-    bd = best.breakdown
-    client_rows = []
-    for k in range(problem.num_clients):
-        (n_s, p_s), (n_f, p_f) = _band_use(best.assign_s, best.power_s_w, k), _band_use(best.assign_f, best.power_f_w, k)
-        client_rows.append([int(problem.client_ids[k]), n_s, p_s, n_f, p_f,
-                            float(bd.client_forward_s[k] + bd.client_backward_s[k]),
-                            float(bd.uplink_s[k]), float(bd.server_compute_s[k]), float(bd.downlink_s[k]),
-                            float(bd.adapter_upload_s[k]), float(bd.client_round_s[k])])
-    echo(format_table(["k", "#s", "P_s W", "#f", "P_f W", "t_comp s", "t_up s", "t_srv s", "t_dn s", "t_adapt s",
-                       "round s"], client_rows, digits=3))
-    comparison = []
-    for row_label, sol in rows:
-        comparison.append({"allocation": row_label, "method": sol.method, "split": sol.split, "rank": sol.rank,
-                           "round_time_s": sol.round_time_s, "rounds": sol.rounds, "total_s": sol.objective_s,
-                           "vs_optimised": sol.objective_s / best.objective_s, "status": sol.status})
+    echo(chosen_line(best))
+    objective = objective_line(problem, best)
+    if objective:
+        echo(objective)
+    echo(client_table(problem, best))
+    comparison = [comparison_row(problem, row_label, sol, best, "vs_optimised") for row_label, sol in rows]
     # The bound is shown with the allocations but is not one: it stays out of comparison.csv.
-    shown = [[c["allocation"], c["split"], c["rank"], c["round_time_s"], c["rounds"], c["total_s"],
-              c["vs_optimised"]] for c in comparison]
-    shown.append([label, "", "", "", "", lower["lower_bound_s"], lower["lower_bound_s"] / best.objective_s])
-    echo(format_table(["allocation", "split", "rank", "round s", "N(r)", "total s", "x optimised"], shown))
+    echo(comparison_table(problem, comparison, "vs_optimised", "x optimised",
+                          bound=(label, lower["lower_bound_s"], lower["lower_bound_s"] / best.objective_s)))
+    energy_objective = problem.objective != "delay"
     gap = lower["gap_to_optimised"]
-    echo(f"{label}: {lower['lower_bound_s']:.6g} s; the optimised total is within "
+    what = "objective" if energy_objective else "total"
+    echo(f"{label}: {lower['lower_bound_s']:.6g} s; the optimised {what} is within "
          f"{100 * gap if gap is not None else float('nan'):.3g} % of it")
     if bound != "relaxation":
         echo("lower bound (relaxation): not computed; ask for it with --bound relaxation "
@@ -176,16 +174,113 @@ def run_optimize(scenario, *, method: str | None = None, runs_dir: str | None = 
                                                   "problem_fingerprint": problem_fingerprint(scenario), **protocol,
                                                   **privacy})
     atomic_write_csv(run_dir / "comparison.csv", comparison)
-    atomic_write_json(run_dir / "results.json", {"profile": meta, "solution": best.to_dict(timing=False),
+    atomic_write_json(run_dir / "results.json", {"profile": meta, "objective": objective_record(problem),
+                                                 "solution": best.to_dict(timing=False),
                                                  "lower_bound_s": lower["lower_bound_s"], "lower_bound": lower,
                                                  "comparison": comparison, **privacy})
     atomic_write_json(run_dir / "timing.json", timing)
-    plot_delay_breakdown(bd, scenario.training.local_iterations, run_dir / "delay_breakdown.png",
+    plot_delay_breakdown(best.breakdown, scenario.training.local_iterations, run_dir / "delay_breakdown.png",
                          title=f"{scenario.name}: optimised ({method}), l={best.split}, r={best.rank}")
     echo(f"solution saved: {run_dir / 'solution.json'} (evaluate it with `fsllm-sim run SCENARIO "
          f"--allocation {run_dir / 'solution.json'}`)")
     mark_complete(run_dir)
     return run_dir
+
+
+def objective_record(problem) -> dict:
+    """results.json's ``objective``: what the solver minimised (docs/energy.md)."""
+    budget = None if problem.budget_j is None else np.asarray(problem.budget_j, dtype=float).tolist()
+    return {"kind": problem.objective,
+            "weight_s_per_j": float(problem.weight_s_per_j) if problem.objective == "weighted" else None,
+            "budget_j": budget if problem.objective == "delay-under-energy" else None,
+            "per_client_split": bool(problem.per_client_split)}
+
+
+def _budget_text(budget_j) -> str:
+    b = np.asarray(budget_j, dtype=float)
+    return f"{b[0]:.4g} J" if np.all(b == b[0]) else "[" + ", ".join(f"{v:.4g}" for v in b) + "] J"
+
+
+def objective_text(problem) -> str:
+    """``weighted, λ = 0.01 s/J``, ``delay-under-energy, budget 0.2 J per client a round`` or ``delay``."""
+    if problem.objective == "weighted":
+        return f"weighted, λ = {problem.weight_s_per_j:.4g} s/J"
+    if problem.objective == "delay-under-energy":
+        return f"delay-under-energy, budget {_budget_text(problem.budget_j)} per client a round"
+    return "delay"
+
+
+def chosen_line(best) -> str:
+    """The chosen allocation in one line: split and rank, N(r) x T_round, and N(r) x the energy of a round."""
+    splits = "" if best.splits is None else f" (per client {'/'.join(str(int(x)) for x in best.splits)})"
+    energy = "" if best.energy is None else (f"; energy N(r) x {best.energy.total_j:.4g} J = "
+                                             f"{best.training_energy_j:.4g} J")
+    return (f"chosen: split l={best.split}{splits}, rank r={best.rank}, round {best.round_time_s:.4g} s x "
+            f"N(r)={best.rounds:.4g} = {best.training_delay_s:.4g} s{energy} ({best.status}, "
+            f"{best.wall_time_s:.2f} s)")
+
+
+def objective_line(problem, best) -> str | None:
+    """The objective minimised, when it is not the delay: which, its λ or budget, and its value."""
+    if problem.objective == "weighted":
+        return (f"objective {objective_text(problem)}: N(r) (T_round + λ E_round) = {best.objective_s:.4g} s")
+    if problem.objective == "delay-under-energy":
+        worst = "" if best.energy is None else f"; worst client {best.energy.worst_client_j:.4g} J a round"
+        return f"objective {objective_text(problem)}: N(r) T_round = {best.objective_s:.4g} s{worst}"
+    return None
+
+
+def client_table(problem, best) -> str:
+    """Per client: subchannels and power on both bands, the round's times, and (when set) its split l, its DVFS
+    clock and its energy of a round."""
+    bd = best.breakdown
+    own_split, clock, energy = best.splits is not None, best.frequency_hz is not None, best.energy is not None
+    rows = []
+    for k in range(problem.num_clients):
+        n_s, p_s = _band_use(best.assign_s, best.power_s_w, k)
+        n_f, p_f = _band_use(best.assign_f, best.power_f_w, k)
+        row = [int(problem.client_ids[k])] + ([int(best.splits[k])] if own_split else []) + [n_s, p_s, n_f, p_f]
+        row += [float(best.frequency_hz[k]) / 1e9] if clock else []
+        row += [float(bd.client_forward_s[k] + bd.client_backward_s[k]), float(bd.uplink_s[k]),
+                float(bd.server_compute_s[k]), float(bd.downlink_s[k]), float(bd.adapter_upload_s[k]),
+                float(bd.client_round_s[k])]
+        row += [float(best.energy.client_j[k])] if energy else []
+        rows.append(row)
+    headers = (["k"] + (["l"] if own_split else []) + ["#s", "P_s W", "#f", "P_f W"] + (["f GHz"] if clock else [])
+               + ["t_comp s", "t_up s", "t_srv s", "t_dn s", "t_adapt s", "round s"]
+               + (["E_round J"] if energy else []))
+    return format_table(headers, rows, digits=3)
+
+
+def comparison_row(problem, label: str, sol, reference, ratio_key: str) -> dict:
+    """One allocation of comparison.csv: its delay N(r) T_round (``total_s``), its training energy N(r) E_round,
+    its worst client's energy of a round, the objective and its ratio to ``reference``'s."""
+    return {"allocation": label, "method": sol.method, "split": sol.split, "rank": sol.rank,
+            "round_time_s": sol.round_time_s, "rounds": sol.rounds,
+            "total_s": sol.objective_s if problem.objective == "delay" else sol.training_delay_s,
+            "training_energy_j": sol.training_energy_j,
+            "worst_client_round_j": None if sol.energy is None else sol.energy.worst_client_j,
+            "objective_s": sol.objective_s, ratio_key: sol.objective_s / reference.objective_s, "status": sol.status}
+
+
+def comparison_table(problem, comparison: list[dict], ratio_key: str, ratio_header: str, bound=None) -> str:
+    """The allocations side by side: split, rank, N(r) x T_round, the training energy (when the problem has energy
+    parameters), the objective (when it is not the delay) and its ratio to the reference; ``bound``: a (label,
+    value, ratio) row of the lower bound, shown in the objective's column."""
+    with_energy = any(c["training_energy_j"] is not None for c in comparison)
+    with_objective = problem.objective != "delay"
+    headers = (["allocation", "split", "rank", "round s", "N(r)", "total s"] + (["energy J"] if with_energy else [])
+               + (["objective s"] if with_objective else []) + [ratio_header])
+    rows = []
+    for c in comparison:
+        row = [c["allocation"], c["split"], c["rank"], c["round_time_s"], c["rounds"], c["total_s"]]
+        row += ["" if c["training_energy_j"] is None else c["training_energy_j"]] if with_energy else []
+        rows.append(row + ([c["objective_s"]] if with_objective else []) + [c[ratio_key]])
+    if bound is not None:
+        label, value, ratio = bound  # in the total's column (delay) or the objective's
+        cells = ["", "", "", "", "" if with_objective else value] + ([""] if with_energy else [])
+        rows.append([label] + cells + ([value] if with_objective else []) + [ratio])
+    return format_table(headers, rows)
 
 
 def _band_use(assign, power_w, k: int) -> tuple[int, float]:
@@ -197,23 +292,18 @@ def _band_use(assign, power_w, k: int) -> tuple[int, float]:
     return int(on.sum()), float(power[on].sum())
 
 
-def _report_bound(scenario, method, bound, rows, run_dir: Path, meta, timing, echo) -> Path:
+def _report_bound(scenario, problem, method, bound, rows, run_dir: Path, meta, timing, echo) -> Path:
     """``--method`` computed a lower bound: report it as one, write no solution.json."""
     echo(f"{method}: lower bound {bound.objective_s:.6g} s on the total training time of any allocation "
          f"(least at split l={bound.split}, rank r={bound.rank}; {bound.status})")
     echo(f"this is a bound, not an allocation: no solution.json is written (for an allocation to run, use "
          f"--method bcd, exact or a baseline)")
-    comparison = []
-    for label, sol in rows:
-        comparison.append({"allocation": label, "method": sol.method, "split": sol.split, "rank": sol.rank,
-                           "round_time_s": sol.round_time_s, "rounds": sol.rounds, "total_s": sol.objective_s,
-                           "vs_bound": sol.objective_s / bound.objective_s, "status": sol.status})
+    comparison = [comparison_row(problem, label, sol, bound, "vs_bound") for label, sol in rows]
     if comparison:
-        echo(format_table(["allocation", "split", "rank", "round s", "N(r)", "total s", "x bound"],
-                          [[c["allocation"], c["split"], c["rank"], c["round_time_s"], c["rounds"], c["total_s"],
-                            c["vs_bound"]] for c in comparison]))
+        echo(comparison_table(problem, comparison, "vs_bound", "x bound"))
         atomic_write_csv(run_dir / "comparison.csv", comparison)
-    results = {"profile": meta, "lower_bound": _bound_record(method, bound.objective_s, bound)}
+    results = {"profile": meta, "objective": objective_record(problem),
+               "lower_bound": _bound_record(method, bound.objective_s, bound)}
     if comparison:
         results["comparison"] = comparison
     atomic_write_json(run_dir / "results.json", results)

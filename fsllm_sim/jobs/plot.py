@@ -17,6 +17,8 @@ figure                    from
 ``doppler_gap``           simulated at each speed of ``--speeds-kmh`` (run/compare), or a simulate sweep over
                           ``channel.fading.speed_kmh`` (its rows' ``closed_form_round_s``)
 ``delay_vs_<axis>``       a sweep: total delay against each swept field, per method, 95 % CI over seeds
+``pareto``                an optimize directory of ``--pareto`` (``pareto.csv``): training energy against delay,
+                          the front as a line, the baselines as points
 ========================  ==============================================================================
 
 Figures the job computes (trade-offs, Doppler gap) rebuild the scenario's world with the profile source the
@@ -74,7 +76,8 @@ def run_plot(folder: str, *, out: str | None = None, speeds_kmh=None, doppler_ro
     dest = ensure_output_dir(out if out is not None else src / FIGURES_DIR, "--out")
     remove_stale_temp_files(dest)  # those of an earlier plot that was killed
     doppler = {"speeds": tuple(DOPPLER_SPEEDS_KMH if speeds_kmh is None else speeds_kmh), "rounds": doppler_rounds}
-    writers = {"run": _plot_run, "compare": _plot_compare, "sweep": _plot_sweep, "privacy": _plot_privacy}
+    writers = {"run": _plot_run, "compare": _plot_compare, "sweep": _plot_sweep, "privacy": _plot_privacy,
+               "pareto": _plot_pareto}
     written: list[Path] = []
     try:
         for name, figure_paths, note in writers[kind](src, dest, doppler=doppler, progress=progress):
@@ -91,20 +94,24 @@ def run_plot(folder: str, *, out: str | None = None, speeds_kmh=None, doppler_ro
 
 def detect_kind(src: Path) -> str:
     """``run`` (trace.csv and a results.json with a summary), ``compare`` (compare.csv), ``sweep``
-    (results.csv / results.json rows of the sweep job, or the older sweep.csv), or ``privacy`` (the privacy.json
-    of `fsllm-sim privacy`); else a one-line ConfigError."""
+    (results.csv / results.json rows of the sweep job, or the older sweep.csv), ``privacy`` (the privacy.json
+    of `fsllm-sim privacy`) or ``pareto`` (the pareto.csv of `fsllm-sim optimize --pareto`); else a one-line
+    ConfigError."""
     if not src.is_dir():
-        raise ConfigError(f"plot {str(src)!r}: not a folder (allowed: a run, compare, sweep or privacy directory)")
+        raise ConfigError(f"plot {str(src)!r}: not a folder (allowed: a run, compare, sweep, privacy or pareto "
+                          f"directory)")
     if (src / "privacy.json").is_file():
         return "privacy"
+    if (src / "pareto.csv").is_file():
+        return "pareto"
     if (src / "compare.csv").is_file():
         return "compare"
     if (src / "trace.csv").is_file() and (src / "results.json").is_file():
         return "run"
     if (src / "sweep.csv").is_file() or (src / "results.csv").is_file():
         return "sweep"
-    raise ConfigError(f"plot {str(src)!r}: not a run, compare, sweep or privacy directory (no trace.csv with "
-                      f"results.json, compare.csv, results.csv, sweep.csv or privacy.json in it)")
+    raise ConfigError(f"plot {str(src)!r}: not a run, compare, sweep, privacy or pareto directory (no trace.csv "
+                      f"with results.json, compare.csv, results.csv, sweep.csv, privacy.json or pareto.csv in it)")
 
 
 # ------------------------------------------------------------------------------------------------- readers
@@ -176,6 +183,34 @@ def _plot_privacy(src: Path, dest: Path, *, doppler, progress):
     yield "leakage_vs_split", _saved(dest / "leakage_vs_split"), ""
     plot_leakage_vs_noise(doc["rows"], dest / "leakage_vs_noise", title=f"{doc['model']}: leakage against noise")
     yield "leakage_vs_noise", _saved(dest / "leakage_vs_noise"), ""
+
+
+def _plot_pareto(src: Path, dest: Path, *, doppler, progress):
+    """The delay-energy front of `fsllm-sim optimize --pareto`, redrawn from its pareto.csv."""
+    from .pareto import draw_pareto
+
+    rows = _read_csv(src / "pareto.csv")
+    if not rows or "training_delay_s" not in rows[0] or "training_energy_j" not in rows[0]:
+        raise ConfigError(f"plot: {str(src / 'pareto.csv')!r} has no rows with training_delay_s and "
+                          f"training_energy_j; rerun fsllm-sim optimize --pareto")
+    name, note = None, None
+    if (src / "config.resolved.yaml").is_file():
+        import yaml
+
+        try:
+            name = (yaml.safe_load((src / "config.resolved.yaml").read_text(encoding="utf-8")) or {}).get("name")
+        except (OSError, yaml.YAMLError):
+            name = None
+    if (src / "results.json").is_file():
+        sweep = _read_json(src / "results.json").get("pareto", {})
+        if sweep.get("sweep"):
+            note = f"{'budget' if sweep['sweep'] == 'budget' else 'weight λ'} sweep, {sweep.get('method', 'bcd')}"
+    try:
+        draw_pareto(rows, dest / "pareto", title=f"{name}: delay-energy front" if name else "delay-energy front",
+                    note=note)
+    except ValueError as exc:
+        raise ConfigError(f"plot: {str(src / 'pareto.csv')!r}: {exc}") from None
+    yield "pareto", _saved(dest / "pareto"), ""
 
 
 def _saved(stem: Path) -> list[Path]:

@@ -28,6 +28,12 @@ def test_compare_simulates_each_allocation_on_the_same_world(tmp_path, capsys):
               for m in ("bcd", "equal", "random")}
     assert totals["bcd"] <= min(totals["equal"], totals["random"]) * (1 + 1e-9)
     assert float(rows[0]["vs_first"]) == 1.0 and all(float(r["mean_round_s"]) > 0 for r in rows)
+    # energy beside the delay: each run's clients' total and its worst client, as its results.json says
+    assert "energy J" in out and "worst client J" in out
+    for r in rows:
+        energy = json.loads((run / r["allocation"] / "results.json").read_text())["energy"]
+        assert float(r["energy_j"]) == energy["total_j"] > 0
+        assert float(r["worst_client_energy_j"]) == energy["worst_client_j"] <= energy["total_j"]
 
 
 def test_compare_rejects_a_repeated_or_empty_method_list(tmp_path, capsys):

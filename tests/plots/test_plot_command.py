@@ -368,7 +368,7 @@ def test_an_unrecognised_folder_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("x")
     assert main(["plot", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "not a run, compare, sweep or privacy directory" in err and len(err.strip().splitlines()) == 1
+    assert "not a run, compare, sweep, privacy or pareto directory" in err and len(err.strip().splitlines()) == 1
     assert main(["plot", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "not a folder" in err and len(err.strip().splitlines()) == 1
