@@ -43,6 +43,8 @@ from .power import PackedBand, bands_of
 from .rootfind import illinois
 
 _LN2 = float(np.log(2.0))
+# Re-plans of the energy step under budgets when the score's rates (ergodic) are below the plan's (mean-gain).
+BUDGET_REPLANS = 20
 # The most candidates the exact energy oracle scores (each an energy step of a few ms).
 EXACT_ENERGY_LIMIT = 20_000
 # Energy-step evaluations of bcd's local search per candidate (energy objectives; option energy_moves).
@@ -419,22 +421,40 @@ def _illinois_decreasing(fun, lo, f_lo, hi, f_hi, *, active, xtol: float = 1e-13
 # ------------------------------------------------------------------------------------------- solutions
 
 def energy_solution(problem, split: int, rank: int, assign_s, assign_f, method: str, splits=None):
-    """The objective's best round for this assignment (the energy step), scored by :func:`evaluate`."""
+    """The objective's best round for this assignment (the energy step), scored by :func:`evaluate`.
+
+    The step plans on mean-gain rates (Shannon at the large-scale gain: its closed forms need that law). Under
+    ``rate_model: ergodic`` the score's rates are lower, so a client's transfers take longer and cost more than
+    planned: under budgets the step is repeated with each over-budget client's planning budget shrunk by the
+    ratio of its budget to its scored energy (at most :data:`BUDGET_REPLANS` times) until the score meets every
+    budget; a SolverError if it cannot."""
     from .problem import evaluate
 
     k = problem.num_clients
     client_splits = np.full(k, int(split)) if splits is None else np.asarray(splits, dtype=int)
     model = ClientEnergyModel(problem, rank, client_splits, assign_s, assign_f)
+
+    def scored(round_s):
+        step = model.step(round_s)
+        return evaluate(problem, int(np.min(client_splits)), rank, assign_s, step.power_s_w, assign_f,
+                        step.power_f_w, method=method, frequency_hz=step.frequency_hz, splits=splits)
+
     if problem.objective == "weighted":
-        round_s = model.weighted_round_s(problem.weight_s_per_j)
-    elif problem.objective == "delay-under-energy":
-        round_s = model.budget_round_s(problem.budget_j, problem.client_ids)
-    else:
+        return scored(model.weighted_round_s(problem.weight_s_per_j))
+    if problem.objective != "delay-under-energy":
         raise SolverError(f"the energy step applies to objectives weighted and delay-under-energy, not "
                           f"{problem.objective}")
-    step = model.step(round_s)
-    return evaluate(problem, int(np.min(client_splits)), rank, assign_s, step.power_s_w, assign_f, step.power_f_w,
-                    method=method, frequency_hz=step.frequency_hz, splits=splits)
+    budget = np.asarray(problem.budget_j, dtype=float)
+    plan = budget.copy()
+    for _ in range(BUDGET_REPLANS):
+        sol = scored(model.budget_round_s(plan, problem.client_ids))
+        spent = sol.energy.client_j
+        over = spent > budget * (1 + 1e-9)
+        if not np.any(over):
+            return sol
+        plan = np.where(over, plan * budget / spent * (1 - 1e-9), plan)
+    raise SolverError(f"objective.budget_j: the energy step planned on mean-gain rates could not meet the budgets "
+                      f"under the problem's {problem.rate_model} rates in {BUDGET_REPLANS} re-plans")
 
 
 def pair_lower_bound(problem, rank: int, splits) -> float:
@@ -494,9 +514,16 @@ def _budget_refusal(problem, pairs) -> SolverError:
     """The line for budgets no (split, rank) can meet: the client whose least energy over every pair (f_min,
     vanishing rates) is furthest above its budget; or, when each client alone fits at some pair but no pair fits
     them all, the pair that comes closest and its client over budget."""
+    if problem.per_client_split:  # a client's own split need not be one every client can hold
+        ranks = sorted({r for _, r in pairs})
+        pairs = [(int(s), r) for r in ranks for s in problem.profile.splits if s >= problem.min_split]
     floors = [ClientFloor(problem, r, s) for s, r in pairs]
     table = np.array([f.floor for f in floors])  # (pairs, K)
     budget = problem.budget_j
+    if problem.per_client_split:  # only the splits each client may hold count for it
+        allowed = {r: problem.client_splits_allowed(r) for r in {f.rank for f in floors}}
+        mine = np.array([[f.split in allowed[f.rank][k] for k in range(table.shape[1])] for f in floors])
+        table = np.where(mine, table, np.inf)
     least = table.min(axis=0)
     ids = problem.client_ids
     if np.any(least > budget):
@@ -505,6 +532,12 @@ def _budget_refusal(problem, pairs) -> SolverError:
         return SolverError(f"objective.budget_j: client {int(ids[i])} needs at least {least[i]:.6g} J a round (at "
                            f"split {at.split}, rank {at.rank}, f_min and vanishing rates), above its budget "
                            f"{budget[i]:.6g} J; allowed: a budget above that minimum")
+    if problem.per_client_split or np.all(table.min(axis=0) <= budget) and np.any(np.all(table <= budget, axis=1)):
+        # every client fits at some split on its own (or some pair fits every floor): the assignments did not
+        return SolverError(f"objective.budget_j: no allocation bcd found meets every client's budget under the "
+                           f"problem's {problem.rate_model} rates (each client's least energy fits its budget only "
+                           f"at f_min and vanishing rates on its best subchannel); allowed: larger budgets, or "
+                           f"method exact on a small instance")
     p = int(np.argmin(np.max(table - budget, axis=1)))
     i = int(np.argmax(table[p] - budget))
     return SolverError(f"objective.budget_j: no (split, rank) meets every client's budget: the closest, split "
@@ -602,14 +635,30 @@ def _energy_or_none(problem, split, rank, start, splits):
         return None
 
 
+def _own_split_candidate(problem, rank: int, start, energy: bool):
+    """Each client at its own split (:func:`_pick_client_splits`) on the assignment of ``start``, scored (energy
+    objectives: after the energy step; None when it cannot meet a budget)."""
+    from .problem import evaluate
+
+    own = _pick_client_splits(problem, rank, start, problem.client_splits_allowed(rank))
+    if energy:
+        return _energy_or_none(problem, int(np.min(own)), rank, start, own)
+    return evaluate(problem, int(np.min(own)), rank, start.assign_s, start.power_s_w, start.assign_f,
+                    start.power_f_w, method="bcd", splits=own)
+
+
 def solve_energy(problem, split=None, rank=None, **options):
-    """bcd for the energy objectives and per-client splits: for each allowed (split, rank) in increasing order of
-    :func:`pair_lower_bound`, bcd's delay-optimal assignment at that pair, then the energy step on it (objectives
-    weighted and delay-under-energy) and, with ``problem.per_client_split``, each client's own split (then the
-    energy step again). Pairs whose bound is not below the incumbent are skipped (their value could not win).
-    ``lower_bound_s``: the least pair bound (valid, loose)."""
+    """bcd for the energy objectives and per-client splits.
+
+    Common split: for each allowed (split, rank) in increasing order of :func:`pair_lower_bound`, and unless its
+    :func:`relaxed_pair_bound` is not below the incumbent, bcd's delay-optimal assignment at that pair and the
+    energy step on it. Per-client splits (``problem.per_client_split``) add, for every pair visited and for every
+    rank (from bcd's delay optimum at that rank, since a common split's bound says nothing about a mix of
+    splits), the candidate in which each client takes its own split. Then the move search on the candidates
+    within :data:`REFINE_RTOL` of the best. ``lower_bound_s``: the least pair bound (none with per-client
+    splits)."""
     from .bcd import solve_bcd
-    from .problem import evaluate, select_pairs
+    from .problem import select_pairs
 
     max_evaluations = int(options.pop("energy_moves", DEFAULT_ENERGY_MOVES))
     if _is_delay(problem):
@@ -621,10 +670,21 @@ def solve_energy(problem, split=None, rank=None, **options):
         raise SolverError(f"objective {problem.objective} needs the devices' energy parameters")
     bounds = sorted(((pair_lower_bound(problem, r, s) if energy else 0.0, s, r) for s, r in pairs),
                     key=lambda x: x[0])
-    if energy and not np.isfinite(bounds[0][0]):
-        raise _budget_refusal(problem, pairs)
+    solved = []  # every candidate scored
     best = None
-    solved = []  # (solution, is energy-step) of every pair visited
+
+    def consider(sol):
+        nonlocal best
+        if sol is None:
+            return
+        solved.append(sol)
+        if best is None or sol.objective_s < best.objective_s:
+            best = sol
+
+    if problem.per_client_split:
+        for r in sorted({r for _, r in pairs}):
+            start = solve_bcd(delay_problem, split=split, rank=r, **options)
+            consider(_own_split_candidate(problem, r, start, energy))
     pair_bounds = {}  # the relaxed bound of each pair visited (the cheap bound stands for the others)
     for lb, s, r in bounds:
         if best is not None and not lb < best.objective_s:
@@ -636,21 +696,9 @@ def solve_energy(problem, split=None, rank=None, **options):
             if best is not None and not pair_bounds[(s, r)] < best.objective_s:
                 continue
         start = solve_bcd(delay_problem, split=s, rank=r, **options)
-        candidates = [_energy_or_none(problem, s, r, start, None)] if energy else [start]
+        consider(_energy_or_none(problem, s, r, start, None) if energy else start)
         if problem.per_client_split:
-            allowed = problem.client_splits_allowed(r)
-            own = _pick_client_splits(problem, r, start, allowed)
-            if energy:
-                candidates.append(_energy_or_none(problem, s, r, start, own))
-            else:
-                candidates.append(evaluate(problem, int(np.min(own)), r, start.assign_s, start.power_s_w,
-                                           start.assign_f, start.power_f_w, method="bcd", splits=own))
-        for sol in candidates:
-            if sol is None:
-                continue
-            solved.append(sol)
-            if best is None or sol.objective_s < best.objective_s:
-                best = sol
+            consider(_own_split_candidate(problem, r, start, energy))
     if energy and best is not None and np.isfinite(best.objective_s):
         # the move search, on the candidates within refine_rtol of the best (the others could not win by a move)
         near = sorted((c for c in solved if c.objective_s <= best.objective_s * (1 + REFINE_RTOL)),
