@@ -300,9 +300,13 @@ def test_every_battery_empty_stops_the_run_with_a_complete_run_directory(tmp_pat
     assert int(attempt["dropped"]) == 3 and float(attempt["energy_j"]) == pytest.approx(3e-6, rel=1e-9)
 
 
-def test_batteries_under_sl_are_refused_in_one_line():
-    with pytest.raises(ConfigError, match="battery_j under protocol sl"):
-        simulate(scenario(battery_j=1.0, protocol="sl"), profile_source="analytic")
+def test_batteries_under_sl_are_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"devices\.energy\.battery_j: batteries need a protocol whose clients can "
+                                          r"drop mid-round"):
+        scenario(battery_j=1.0, protocol="sl")  # at load, from the scenario's field
+    traced = make_scenario(**STATIC, devices=device_trace(tmp_path, [1.0, None, None]), protocol="sl")
+    with pytest.raises(ConfigError, match="battery_j under protocol sl"):  # at simulate, from a trace's column
+        simulate(traced, profile_source="analytic")
 
 
 @pytest.mark.parametrize("world", [
