@@ -47,8 +47,11 @@ _LN2 = float(np.log(2.0))
 BUDGET_REPLANS = 20
 # The most candidates the exact energy oracle scores (each an energy step of a few ms).
 EXACT_ENERGY_LIMIT = 20_000
-# Energy-step evaluations of bcd's local search per candidate (energy objectives; option energy_moves).
+# Energy-step evaluations of bcd's move search per candidate (energy objectives; option energy_moves): at most 60,
+# and fewer on large instances, ENERGY_MOVE_SCALE / (K (M + N)) (none at K = 100, M + N = 256: a few dozen of the
+# K (M + N) moves rarely find the one that pays, and each costs an energy step).
 DEFAULT_ENERGY_MOVES = 60
+ENERGY_MOVE_SCALE = 4000
 # bcd's move search runs on at most this many candidates, those within REFINE_RTOL of the best.
 REFINE_RTOL = 0.05
 REFINED_CANDIDATES = 3
@@ -652,20 +655,23 @@ def solve_energy(problem, split=None, rank=None, **options):
 
     Common split: for each allowed (split, rank) in increasing order of :func:`pair_lower_bound`, and unless its
     :func:`relaxed_pair_bound` is not below the incumbent, bcd's delay-optimal assignment at that pair and the
-    energy step on it. Per-client splits (``problem.per_client_split``) add, for every pair visited and for every
-    rank (from bcd's delay optimum at that rank, since a common split's bound says nothing about a mix of
-    splits), the candidate in which each client takes its own split. Then the move search on the candidates
-    within :data:`REFINE_RTOL` of the best. ``lower_bound_s``: the least pair bound (none with per-client
+    energy step on it. Per-client splits (``problem.per_client_split``) add, for every pair visited, the candidate
+    in which each client takes its own split; when no common split's bound is finite (a budget some client cannot
+    meet at any split every client can hold), that candidate from bcd's delay optimum instead. Then the move
+    search on the candidates within :data:`REFINE_RTOL` of the best. ``lower_bound_s``: the least pair bound (none with per-client
     splits)."""
     from .bcd import solve_bcd
     from .problem import select_pairs
 
-    max_evaluations = int(options.pop("energy_moves", DEFAULT_ENERGY_MOVES))
+    k, width = problem.num_clients, problem.num_subchannels_s + problem.num_subchannels_f
+    max_evaluations = int(options.pop("energy_moves", min(DEFAULT_ENERGY_MOVES, ENERGY_MOVE_SCALE // (k * width))))
     if _is_delay(problem):
         return _as_delay(problem, solve_bcd(_delay_problem(problem), split=split, rank=rank, **options))
     pairs = select_pairs(problem, split, rank)
     delay_problem = _delay_problem(problem)
     energy = problem.objective != "delay"
+    # bcd's starts only seed the energy step and its move search: no iterated kicks there unless asked for
+    options = {"kicks": 0, **options} if energy else options
     if energy and problem.energy is None:
         raise SolverError(f"objective {problem.objective} needs the devices' energy parameters")
     bounds = sorted(((pair_lower_bound(problem, r, s) if energy else 0.0, s, r) for s, r in pairs),
@@ -681,16 +687,12 @@ def solve_energy(problem, split=None, rank=None, **options):
         if best is None or sol.objective_s < best.objective_s:
             best = sol
 
-    if problem.per_client_split:
-        for r in sorted({r for _, r in pairs}):
-            start = solve_bcd(delay_problem, split=split, rank=r, **options)
-            consider(_own_split_candidate(problem, r, start, energy))
     pair_bounds = {}  # the relaxed bound of each pair visited (the cheap bound stands for the others)
     for lb, s, r in bounds:
         if best is not None and not lb < best.objective_s:
             break
         if not np.isfinite(lb):
-            break
+            break  # (bounds are sorted: every later pair is infinite too)
         if energy:
             pair_bounds[(s, r)] = max(lb, relaxed_pair_bound(problem, r, s))
             if best is not None and not pair_bounds[(s, r)] < best.objective_s:
@@ -699,6 +701,11 @@ def solve_energy(problem, split=None, rank=None, **options):
         consider(_energy_or_none(problem, s, r, start, None) if energy else start)
         if problem.per_client_split:
             consider(_own_split_candidate(problem, r, start, energy))
+    if problem.per_client_split and (best is None or not np.isfinite(best.objective_s)):
+        # every common split's bound was infinite (some client cannot meet its budget at any split all can hold):
+        # each client's own split, from bcd's delay optimum
+        start = solve_bcd(delay_problem, split=split, rank=rank, **options)
+        consider(_own_split_candidate(problem, start.rank, start, energy))
     if energy and best is not None and np.isfinite(best.objective_s):
         # the move search, on the candidates within refine_rtol of the best (the others could not win by a move)
         near = sorted((c for c in solved if c.objective_s <= best.objective_s * (1 + REFINE_RTOL)),
