@@ -638,6 +638,44 @@ def _energy_or_none(problem, split, rank, start, splits):
         return None
 
 
+def _energy_client_splits(problem, rank: int, sol) -> np.ndarray:
+    """Per client, among the splits it may hold, the one with the least energy of a round for the round time of
+    ``sol`` on its assignment (a client that cannot make that time at a split does not take it; none can: the
+    split it has)."""
+    k = problem.num_clients
+    allowed = problem.client_splits_allowed(rank)
+    current = np.full(k, int(sol.split)) if sol.splits is None else np.asarray(sol.splits, dtype=int)
+    best, best_e = current.copy(), np.full(k, np.inf)
+    round_s = float(np.max(sol.breakdown.client_round_s))
+    for split in sorted({int(x) for a in allowed for x in a}):
+        model = ClientEnergyModel(problem, rank, np.full(k, split), sol.assign_s, sol.assign_f)
+        deadline = round_s - model.fixed_s
+        energy, _ = model.least_energy_j(deadline)
+        ok = (deadline > model.t_min * (1 + 1e-12)) & np.array([split in allowed[i] for i in range(k)])
+        better = ok & (energy < best_e)
+        best = np.where(better, split, best)
+        best_e = np.where(better, energy, best_e)
+    return best
+
+
+def _refine_client_splits(problem, sol, rounds: int = 3):
+    """Energy objectives with per-client splits: alternate each client's least-energy split at the round time
+    (:func:`_energy_client_splits`) and the energy step, while the objective drops."""
+    for _ in range(rounds):
+        own = _energy_client_splits(problem, sol.rank, sol)
+        if sol.splits is not None and np.array_equal(own, sol.splits):
+            break
+        try:
+            cand = energy_solution(problem, int(np.min(own)), sol.rank, sol.assign_s, sol.assign_f, sol.method,
+                                   splits=own)
+        except SolverError:
+            break
+        if not cand.objective_s < sol.objective_s * (1 - 1e-12):
+            break
+        sol = cand
+    return sol
+
+
 def _own_split_candidate(problem, rank: int, start, energy: bool):
     """Each client at its own split (:func:`_pick_client_splits`) on the assignment of ``start``, scored (energy
     objectives: after the energy step; None when it cannot meet a budget)."""
@@ -707,9 +745,21 @@ def solve_energy(problem, split=None, rank=None, **options):
         start = solve_bcd(delay_problem, split=split, rank=rank, **options)
         consider(_own_split_candidate(problem, start.rank, start, energy))
     if energy and best is not None and np.isfinite(best.objective_s):
-        # the move search, on the candidates within refine_rtol of the best (the others could not win by a move)
+        # the move search, on the candidates within refine_rtol of the best (the others could not win by a move);
+        # with per-client splits, first each client's least-energy split at the candidate's round time
         near = sorted((c for c in solved if c.objective_s <= best.objective_s * (1 + REFINE_RTOL)),
                       key=lambda c: c.objective_s)[:REFINED_CANDIDATES]
+        if problem.per_client_split:  # and the best candidate of every rank visited: splits move energy a lot
+            for r in sorted({c.rank for c in solved}):
+                top = min((c for c in solved if c.rank == r and np.isfinite(c.objective_s)),
+                          key=lambda c: c.objective_s, default=None)
+                if top is not None and all(top is not c for c in near):
+                    near.append(top)
+            near = [_refine_client_splits(problem, c) for c in near]
+            for cand in near:
+                if cand.objective_s < best.objective_s:
+                    best = cand
+            near = sorted(near, key=lambda c: c.objective_s)[:REFINED_CANDIDATES]
         for cand in near:
             sol = energy_local_search(problem, cand, max_evaluations)
             if sol.objective_s < best.objective_s:
