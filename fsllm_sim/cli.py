@@ -223,34 +223,25 @@ class _OneLineParser(argparse.ArgumentParser):
         sys.exit(EXIT_USER_ERROR)
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)")
-    return value
+def _bounded_int(low: int, high: int, what: str = "an integer"):
+    """An argparse type: an integer in low..high, else a one-line message naming the range."""
+    allowed = f"{what} from {low} to {high}" if what == "an integer" else f"{what} ({low}..{high})"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1") from None
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 1 to 1000000")
-    return value
-
-
-def _points(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 2 to 64") from None
-    if not 2 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 2 to 64")
-    return value
+_port = _bounded_int(1, 65535, "a port number")
+_positive_int = _bounded_int(1, 1_000_000)
+_points = _bounded_int(2, 64)
 
 
 def build_parser() -> argparse.ArgumentParser:

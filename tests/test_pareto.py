@@ -12,6 +12,8 @@ import yaml
 
 from fsllm_sim.cli import main
 
+from test_jobs import only_run_dir
+
 SCENARIO = {
     "name": "pareto-test",
     "model": {"name": "tiny-llama"},
@@ -30,12 +32,6 @@ def _write(tmp_path, name, data):
     f = tmp_path / f"{name}.yaml"
     f.write_text(yaml.safe_dump(data))
     return f
-
-
-def _only_dir(path, command):
-    dirs = [d for d in path.iterdir() if f"-{command}-" in d.name]
-    assert len(dirs) == 1
-    return dirs[0]
 
 
 def _rows(run):
@@ -58,7 +54,7 @@ def test_weight_front_is_monotone_starts_at_the_delay_optimum_and_redraws(tmp_pa
     runs = tmp_path / "runs"
     assert main(["optimize", str(f), "--pareto", "--points", "5", "--runs-dir", str(runs), *QUIET]) == 0
     out = capsys.readouterr().out
-    run = _only_dir(runs, "optimize")
+    run = only_run_dir(runs, "optimize")
     for name in ("pareto.csv", "pareto.png", "pareto.pdf", "results.json", "timing.json", "status.json",
                  "solutions/point_00.json", "solutions/point_04.json"):
         assert (run / name).is_file(), name
@@ -94,7 +90,7 @@ def test_weight_front_is_monotone_starts_at_the_delay_optimum_and_redraws(tmp_pa
     # same scenario, same bytes (no wall-clock time outside timing.json)
     assert main(["optimize", str(f), "--pareto", "--points", "5", "--runs-dir", str(tmp_path / "again"),
                  "--no-progress", *QUIET]) == 0
-    again = _only_dir(tmp_path / "again", "optimize")
+    again = only_run_dir(tmp_path / "again", "optimize")
     for name in ("pareto.csv", "results.json", "solutions/point_02.json"):
         assert (run / name).read_bytes() == (again / name).read_bytes(), name
 
@@ -125,7 +121,7 @@ def test_weight_front_is_monotone_starts_at_the_delay_optimum_and_redraws(tmp_pa
     assert float(point["mean_frequency_ghz"]) < 1.0 and min(sol["frequency_hz"]) < 1e9
     assert main(["run", str(f), "--runs-dir", str(tmp_path / "r"), "--no-progress", *QUIET, "--allocation",
                  str(run / "solutions" / "point_03.json")]) == 0
-    done = json.loads((_only_dir(tmp_path / "r", "run") / "results.json").read_text())
+    done = json.loads((only_run_dir(tmp_path / "r", "run") / "results.json").read_text())
     assert done["summary"]["mean_analytic_round_s"] == pytest.approx(float(point["round_s"]), rel=1e-9)
     assert done["energy"]["mean_analytic_round_j"] == pytest.approx(
         float(point["training_energy_j"]) / float(point["rounds"]), rel=1e-9)
@@ -136,7 +132,7 @@ def test_budget_front_delay_grows_as_the_budget_shrinks(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main(["optimize", str(f), "--pareto", "--budgets", "--points", "4", "--runs-dir", str(runs),
                  "--no-progress", *QUIET]) == 0
-    run = _only_dir(runs, "optimize")
+    run = only_run_dir(runs, "optimize")
     rows = _rows(run)
     assert "budget_j" in rows[0] and "weight_s_per_j" not in rows[0]
     front = [r for r in rows if r["method"] == "bcd"]
@@ -232,7 +228,7 @@ def test_optimize_reports_energy_clocks_and_per_client_splits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "objective weighted, λ = 2 s/J: N(r) (T_round + λ E_round) = " in out
     assert "f GHz" in out and "E_round J" in out and "energy J" in out and "objective s" in out
-    run = _only_dir(runs, "optimize")
+    run = only_run_dir(runs, "optimize")
     sol = json.loads((run / "solution.json").read_text())
     assert sol["training_energy_j"] == pytest.approx(sol["rounds"] * sol["energy"]["total_j"], rel=1e-12)
     assert sol["objective_s"] == pytest.approx(sol["training_delay_s"] + 2.0 * sol["training_energy_j"], rel=1e-9)
@@ -257,7 +253,7 @@ def test_optimize_reports_energy_clocks_and_per_client_splits(tmp_path, capsys):
     path.write_text(json.dumps({**own.to_dict(timing=False), "num_clients": 3}))
     assert main(["run", str(f), "--runs-dir", str(tmp_path / "r"), "--no-progress", *QUIET, "--allocation",
                  str(path)]) == 0
-    done = _only_dir(tmp_path / "r", "run")
+    done = only_run_dir(tmp_path / "r", "run")
     alloc = json.loads((done / "allocations.json").read_text())[0]
     assert alloc["splits"] == [2, 3, 3] and np.allclose(alloc["frequency_hz"], clocks)
     summary = json.loads((done / "results.json").read_text())
