@@ -239,8 +239,14 @@ class ClientEnergyModel:
         log_d = np.log(np.where(feasible, d, 1.0))
         lo = np.full(d.shape, -30.0)  # ln nu where D > d (too slow) ...
         hi = np.full(d.shape, 30.0)  # ... and where D <= d (fits)
-        f_lo = self._log_time(lo) - log_d
-        f_hi = self._log_time(hi) - log_d
+        warm = getattr(self, "_warm", None)  # the last solve's ln nu: the outer searches move T a little at a time
+        if warm is not None and warm.shape == d.shape:
+            # no bracket evaluations: at nu = e^30 every part runs at its fastest (fits, the deadline being
+            # feasible); at nu = e^-30 its transfers take ~1e13 times longer than any deadline here (too slow)
+            f_lo, f_hi = np.full(d.shape, np.inf), np.full(d.shape, -np.inf)
+        else:
+            f_lo = self._log_time(lo) - log_d
+            f_hi = self._log_time(hi) - log_d
         for _ in range(20):  # widen the bracket where it does not hold yet
             bad_lo, bad_hi = feasible & (f_lo <= 0), feasible & (f_hi > 0)
             if not (np.any(bad_lo) or np.any(bad_hi)):
@@ -249,7 +255,6 @@ class ClientEnergyModel:
             hi = np.where(bad_hi, hi + 30.0, hi)
             f_lo = np.where(bad_lo, self._log_time(lo) - log_d, f_lo)
             f_hi = np.where(bad_hi, self._log_time(hi) - log_d, f_hi)
-        warm = getattr(self, "_warm", None)  # the last solve's ln nu: the outer searches move T a little at a time
         x0 = None
         if warm is not None and warm.shape == d.shape:
             x0 = np.where(np.isfinite(warm) & (warm > lo) & (warm < hi), warm, hi)

@@ -39,7 +39,7 @@ def instance(seed, *, objective="weighted", per_client=False, k=2, m=2, n=2, wei
     if objective == "weighted":
         args.update(objective="weighted", weight_s_per_j=10 ** rng.uniform(-2, 1) if weight is None else weight)
     elif objective == "delay-under-energy":
-        fastest = solvers.solve(Problem(**args), "bcd").energy.client_j  # what the delay optimum spends
+        fastest = solvers.solve(Problem(**args), "bcd", kicks=0).energy.client_j  # what a delay optimum spends
         scale = rng.uniform(0.4, 1.0, k) if budget_scale is None else budget_scale
         args.update(objective="delay-under-energy", budget_j=fastest * scale)
     return Problem(**args)
