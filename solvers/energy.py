@@ -706,6 +706,7 @@ def solve_energy(problem, split=None, rank=None, **options):
     from .bcd import solve_bcd
     from .problem import select_pairs
 
+    problem = _common_split_if_fixed(problem, split)
     k, width = problem.num_clients, problem.num_subchannels_s + problem.num_subchannels_f
     max_evaluations = int(options.pop("energy_moves", min(DEFAULT_ENERGY_MOVES, ENERGY_MOVE_SCALE // (k * width))))
     if _is_delay(problem):
@@ -780,8 +781,21 @@ def solve_energy(problem, split=None, rank=None, **options):
 
 
 def _is_delay(problem) -> bool:
-    """lambda = 0 with one common split: the weighted objective IS the delay objective (every device at f_max)."""
-    return problem.objective == "weighted" and problem.weight_s_per_j == 0 and not problem.per_client_split
+    """One common split and the delay objective, or lambda = 0 (the weighted objective IS then the delay
+    objective, every device at f_max)."""
+    if problem.per_client_split:
+        return False
+    return problem.objective == "delay" or (problem.objective == "weighted" and problem.weight_s_per_j == 0)
+
+
+def _common_split_if_fixed(problem, split):
+    """A fixed split is one split for every client: per-client splits do not apply then (the fixed-split
+    baselines)."""
+    import dataclasses
+
+    if split is not None and problem.per_client_split:
+        return dataclasses.replace(problem, per_client_split=False)
+    return problem
 
 
 def _as_delay(problem, sol):
@@ -806,6 +820,7 @@ def solve_energy_exact(problem, split=None, rank=None, **_options):
     from .power import bands_of as _bands
     from channel_models.ofdma import water_filling_power_w_batched
 
+    problem = _common_split_if_fixed(problem, split)
     if _is_delay(problem):
         from .exact import solve_exact
 

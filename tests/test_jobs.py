@@ -224,3 +224,15 @@ def test_a_solution_records_its_k_and_problem_and_run_checks_them(scenario_file,
     assert main(["run", str(same), "--runs-dir", str(tmp_path / "r4"), "--no-progress", "--profile", "analytic",
                  "--allocation", str(sol_path)]) == 0
     assert "optimised for another problem" not in capsys.readouterr().out
+
+
+def test_optimize_with_per_client_splits_claims_no_bound_and_keeps_fixed_split_baselines_common(tmp_path, capsys):
+    f = tmp_path / "own.yaml"
+    f.write_text(yaml.safe_dump({**SCENARIO, "split": {"layer": 2, "per_client": True},
+                                 "objective": {"kind": "weighted", "weight_s_per_j": 0.1}}))
+    run = _optimize(f, tmp_path / "o")
+    out = capsys.readouterr().out
+    results = json.loads((run / "results.json").read_text())
+    assert results["lower_bound_s"] is None and "lower bound: none: no lower bound applies with per-client" in out
+    fixed = next(r for r in results["comparison"] if r["allocation"].startswith("bcd, fixed split"))
+    assert fixed["split"] == 2  # one common split for every client: the fixed-split baseline's meaning
