@@ -44,3 +44,12 @@ def test_weighted_objective_trades_delay_for_energy(problem):
     f = weighted.frequency_hz
     assert np.any(f < problem.energy.f_max_hz * 0.9)
     assert np.all(f >= problem.energy.f_min_hz * (1 - 1e-12))
+
+
+def test_a_split_a_device_cannot_hold_is_one_line_naming_the_deepest_that_fits(problem):
+    from fsllm_sim.engine.allocation import equal_share
+    from fsllm_sim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^split\.layer: 20 at lora\.rank 8 needs [0-9.]+ GiB on the device, more "
+                                          r"than client 0's 0\.5 GiB; allowed: .*\(at most 11\)$"):
+        equal_share(problem, 20, 8)

@@ -150,6 +150,25 @@ def water_filled_powers(assign: np.ndarray, gain: np.ndarray, bandwidth_hz: np.n
     return powers.sum(axis=0)
 
 
+def _check_fits_memory(problem: Problem, split: int, rank: int) -> None:
+    """The scenario's split and rank (what equal-share trains at) must fit every device's memory: one line naming
+    split.layer, the first client that cannot hold it and the deepest split every client can."""
+    prof, limit = problem.profile, problem.client_memory_limit_bytes
+    if prof.client_memory_bytes is None or limit is None or split not in prof.splits or rank not in prof.ranks:
+        return
+    si, ri = prof.index(int(split), int(rank))
+    need = float(prof.client_memory_bytes[si, ri])
+    short = np.flatnonzero(need > limit)
+    if short.size == 0:
+        return
+    k = int(short[0])
+    fits = [int(s) for j, s in enumerate(prof.splits) if np.all(prof.client_memory_bytes[j, ri] <= limit)]
+    deepest = f"at most {max(fits)}" if fits else "none"
+    raise ConfigError(f"split.layer: {split} at lora.rank {rank} needs {need / 2 ** 30:.3g} GiB on the device, more "
+                      f"than client {int(problem.client_ids[k])}'s {limit[k] / 2 ** 30:.3g} GiB; allowed: a split "
+                      f"every device can hold at that rank ({deepest})")
+
+
 def equal_share(problem: Problem, split: int, rank: int) -> Allocation:
     """Equal subchannel counts (interleaved over the band) with water-filled power on both bands.
 
@@ -157,6 +176,7 @@ def equal_share(problem: Problem, split: int, rank: int) -> Allocation:
     both bands (there is nothing to share: that is sl's allocation); under fl the s-band stays empty and the
     split is J whatever ``split`` says (:func:`protocol_split`)."""
     split = protocol_split(problem, split)
+    _check_fits_memory(problem, split, rank)
     if problem.protocol == "sl":
         return Allocation(int(split), int(rank), *sl_allocation(problem), EQUAL_SHARE)
     k = problem.num_clients

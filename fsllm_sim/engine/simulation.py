@@ -372,6 +372,8 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
         gc.unfreeze()
         if bar is not None:
             bar.close()
+    if coordinator.triggered and not coordinator.ok:  # e.g. an allocation the problem refuses: its own error
+        raise coordinator.value
     # an online policy prepares the real model inside the loop (at its first decision): not engine overhead
     wall = time.perf_counter() - wall_start - (backend.setup_wall_s - setup_before_s)
     notes = list(world.warnings) + sorted({r.allocation.note for r in protocol.records if r.allocation.note})

@@ -358,3 +358,18 @@ def test_budget_check_counts_the_rounds_fading_pushes_over_the_budget():
     eq = simulate(tight, profile_source="analytic", allocation="equal-share").energy_summary()["budget"]
     assert eq["rounds_over"] == eq["rounds"] and eq["worst_ratio_to_budget"] > 1
     assert base.energy_summary()["budget"] is None
+
+
+def test_an_error_inside_a_changing_world_is_raised_as_itself(tmp_path, monkeypatch):
+    """A battery runs the dynamic loop: an allocation the problem refuses at a round's start surfaces as its own
+    one-line error, not as a failure of the bookkeeping after the loop."""
+    import fsllm_sim.engine.simulation as sim
+    from fsllm_sim.engine.allocation import StaticPolicy
+    from fsllm_sim.errors import SolverError
+
+    sc = make_scenario(**STATIC, devices=device_trace(tmp_path, [1.0, None, None]))
+    world = build_world(sc, profile_source="analytic", progress=False)
+    refused = dataclasses.replace(equal_share(world.problem, sc.split.layer, sc.lora.rank), rank=999)
+    monkeypatch.setattr(sim, "make_policy", lambda *args, **kwargs: StaticPolicy(refused, world.problem))
+    with pytest.raises(SolverError, match="rank=999"):
+        simulate(sc, world=world)
