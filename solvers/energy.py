@@ -150,13 +150,11 @@ class _BandRows:
 
 @dataclass
 class EnergyStep:
-    """The chosen round: time T of the slowest client (without the tail), clocks, per-subchannel powers."""
+    """The chosen round's clocks and per-subchannel powers."""
 
-    client_deadline_s: np.ndarray
     frequency_hz: np.ndarray
     power_s_w: np.ndarray
     power_f_w: np.ndarray
-    nu: np.ndarray
 
 
 class ClientEnergyModel:
@@ -274,7 +272,7 @@ class ClientEnergyModel:
         nu = self.nu_for_deadline(deadline)
         _, _, (tc, ws, wf) = self._components(nu)
         freq = np.clip(self.cycles / tc, self.f_min_hz, self.f_max_hz)
-        return EnergyStep(deadline, freq, self.s.powers(ws), self.f.powers(wf), nu)
+        return EnergyStep(freq, self.s.powers(ws), self.f.powers(wf))
 
     # ------------------------------------------------------------------ the round time of each objective
 
@@ -467,31 +465,15 @@ def energy_solution(problem, split: int, rank: int, assign_s, assign_f, method: 
 
 def pair_lower_bound(problem, rank: int, splits) -> float:
     """A lower bound on the objective at (splits, rank) under any assignment, powers and clocks: every transfer
-    instantaneous for the delay, every client's energy at its floor over every deadline (f_min, the energy per bit
-    of a vanishing rate on its best subchannel of the band); inf when some client's floor is above its budget."""
-    k = problem.num_clients
-    splits = np.broadcast_to(np.asarray(splits, dtype=int), (k,))
-    c = problem.client_costs(splits, rank)
-    en = problem.energy
-    e = int(problem.local_iterations)
-    inf = np.full(k, np.inf)
-    bd = problem.breakdown(int(np.min(splits)), rank, inf, inf, splits=splits)
+    instantaneous for the delay, every client's energy at its :class:`ClientFloor`; inf when some client's floor is
+    above its budget."""
+    floor = ClientFloor(problem, rank, splits)
     rounds = float(problem.convergence.rounds(rank))
-    round_lb = float(np.max(bd.client_round_s)) + bd.aggregation_s + bd.broadcast_s
-    n0 = problem.noise_psd_w_per_hz
-    best_s = np.max(problem.gain_s, axis=1)
-    best_f = np.max(problem.gain_f, axis=1)
-    with np.errstate(divide="ignore"):
-        floor = (en.kappa * e * (c["client_forward_flops"] + c["client_backward_flops"]) / en.flops_per_cycle
-                 * en.f_min_hz ** 2
-                 + e * c["activation_bits"] * _LN2 * n0 / best_s + c["adapter_bits"] * _LN2 * n0 / best_f
-                 + en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
-                 + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
     if problem.objective == "weighted":
-        return rounds * (round_lb + problem.weight_s_per_j * float(np.sum(floor)))
-    if problem.objective == "delay-under-energy" and np.any(floor > problem.budget_j):
+        return rounds * (floor.round_lb_s + problem.weight_s_per_j * float(np.sum(floor.floor)))
+    if problem.objective == "delay-under-energy" and np.any(floor.floor > problem.budget_j):
         return np.inf
-    return rounds * round_lb
+    return rounds * floor.round_lb_s
 
 
 def relaxed_pair_bound(problem, rank: int, splits) -> float:
@@ -540,7 +522,7 @@ def _budget_refusal(problem, pairs) -> SolverError:
         return SolverError(f"objective.budget_j: client {int(ids[i])} needs at least {least[i]:.6g} J a round (at "
                            f"split {at.split}, rank {at.rank}, f_min and vanishing rates), above its budget "
                            f"{budget[i]:.6g} J; allowed: a budget above that minimum")
-    if problem.per_client_split or np.all(table.min(axis=0) <= budget) and np.any(np.all(table <= budget, axis=1)):
+    if problem.per_client_split or np.any(np.all(table <= budget, axis=1)):
         # every client fits at some split on its own (or some pair fits every floor): the assignments did not
         return SolverError(f"objective.budget_j: no allocation bcd found meets every client's budget under the "
                            f"problem's {problem.rate_model} rates (each client's least energy fits its budget only "
@@ -555,24 +537,28 @@ def _budget_refusal(problem, pairs) -> SolverError:
 
 
 class ClientFloor:
-    """Each client's least energy of a round at a common (split, rank) over every assignment and deadline."""
+    """Each client's least energy of a round at (splits, rank) over every assignment and deadline (f_min, and the
+    energy per bit of a vanishing rate on its best subchannel of each band), and the round's least time
+    ``round_lb_s`` (every transfer instantaneous)."""
 
-    def __init__(self, problem, rank: int, split: int):
-        self.split, self.rank = int(split), int(rank)
+    def __init__(self, problem, rank: int, splits):
         k = problem.num_clients
-        splits = np.full(k, int(split))
+        splits = np.broadcast_to(np.asarray(splits, dtype=int), (k,))
+        self.split, self.rank = int(np.min(splits)), int(rank)
         c = problem.client_costs(splits, rank)
         en = problem.energy
         e = int(problem.local_iterations)
         inf = np.full(k, np.inf)
-        bd = problem.breakdown(int(split), rank, inf, inf, splits=splits)
+        bd = problem.breakdown(self.split, rank, inf, inf, splits=splits)
+        self.round_lb_s = float(np.max(bd.client_round_s)) + bd.aggregation_s + bd.broadcast_s
         n0 = problem.noise_psd_w_per_hz
-        self.floor = (en.kappa * e * (c["client_forward_flops"] + c["client_backward_flops"]) / en.flops_per_cycle
-                      * en.f_min_hz ** 2
-                      + e * c["activation_bits"] * _LN2 * n0 / np.max(problem.gain_s, axis=1)
-                      + c["adapter_bits"] * _LN2 * n0 / np.max(problem.gain_f, axis=1)
-                      + en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
-                      + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
+        with np.errstate(divide="ignore"):
+            self.floor = (en.kappa * e * (c["client_forward_flops"] + c["client_backward_flops"])
+                          / en.flops_per_cycle * en.f_min_hz ** 2
+                          + e * c["activation_bits"] * _LN2 * n0 / np.max(problem.gain_s, axis=1)
+                          + c["adapter_bits"] * _LN2 * n0 / np.max(problem.gain_f, axis=1)
+                          + en.rx_power_w * (e * np.asarray(bd.downlink_s) + bd.broadcast_s)
+                          + en.idle_power_w * (e * np.asarray(bd.server_compute_s) + bd.aggregation_s))
 
 
 def _pick_client_splits(problem, rank: int, sol, allowed) -> np.ndarray:
@@ -701,8 +687,8 @@ def solve_energy(problem, split=None, rank=None, **options):
     energy step on it. Per-client splits (``problem.per_client_split``) add, for every pair visited, the candidate
     in which each client takes its own split; when no common split's bound is finite (a budget some client cannot
     meet at any split every client can hold), that candidate from bcd's delay optimum instead. Then the move
-    search on the candidates within :data:`REFINE_RTOL` of the best. ``lower_bound_s``: the least pair bound (none with per-client
-    splits)."""
+    search on the candidates within :data:`REFINE_RTOL` of the best. ``lower_bound_s``: the least pair bound
+    (none with per-client splits)."""
     from .bcd import solve_bcd
     from .problem import select_pairs
 
@@ -817,8 +803,6 @@ def solve_energy_exact(problem, split=None, rank=None, **_options):
 
     from .enumeration import enumeration_size, surjections
     from .problem import evaluate, select_pairs
-    from .power import bands_of as _bands
-    from channel_models.ofdma import water_filling_power_w_batched
 
     problem = _common_split_if_fixed(problem, split)
     if _is_delay(problem):
@@ -839,12 +823,11 @@ def solve_energy_exact(problem, split=None, rank=None, **_options):
                           f"step; allowed: tiny instances (use bcd)")
     rows_s = surjections(problem.num_subchannels_s, k)
     rows_f = surjections(problem.num_subchannels_f, k)
-    band_s, band_f = _bands(problem)
+    band_s, band_f = bands_of(problem)
 
-    def water(assign, band):
-        mask = np.asarray(assign)[None, :] == np.arange(k)[:, None]
-        return water_filling_power_w_batched(band.gain, np.broadcast_to(band.bandwidth_hz, band.gain.shape),
-                                             band.noise_psd_w_per_hz, band.p_max_w, mask=mask).sum(axis=0)
+    def water(assign, band):  # each client water-fills its cap over its own subchannels
+        packed = PackedBand(band, assign)
+        return packed.scatter(packed.water_fill(band.p_max_w))
 
     best = None
     ranks = sorted({r for _, r in pairs})
