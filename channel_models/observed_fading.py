@@ -21,11 +21,12 @@ exact; only the columns asked for are returned.
 
 :func:`transfer_over_blocks` delivers S bits from time t0: the rate is constant within a block
 (powers fixed) and changes between blocks, so the transfer ends at the first t with
-integral_{t0}^{t} R(u) du = S. It draws the blocks it needs in chunks (vectorised AR(1) via
-``scipy.signal.lfilter``), finds the end block by a cumulative sum and leaves the client's state at
-the end block: the blocks of the last chunk past the end are discarded, which is exact because
-future innovations are independent of the past. Cost: a few numpy calls per transfer, whatever
-the number of blocks it spans.
+integral_{t0}^{t} R(u) du = S. On independent subchannels it runs in one compiled pass
+(:mod:`channel_models.fading_kernels`: the recursion, the rate and the search fused, a few
+nanoseconds a block-subchannel coefficient) that draws blocks up to the end block and no further and
+leaves the client's state there. With a coherence bandwidth it draws the blocks in chunks (vectorised
+AR(1) via ``scipy.signal.lfilter``), finds the end block by a cumulative sum and discards the blocks of
+the last chunk past the end, which is exact because future innovations are independent of the past.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from scipy.signal import lfilter
 
 from .errors import ChannelModelError
 from ._validation import broadcast_to_shape, check_integer, check_nonnegative, check_positive
+from . import fading_kernels as kernels
 from .fading import gauss_markov_rho, subchannel_correlation_factor
 
 _LN2 = np.log(2.0)
@@ -56,6 +58,70 @@ def _child_rng(seed_sequence: np.random.SeedSequence, client: int) -> np.random.
     return np.random.Generator(np.random.PCG64(child))
 
 
+MIN_NORMALS = 4096  # a client's normal buffer is refilled by at least this many (one refill per few transfers)
+_EMPTY = np.empty(0)
+_EMPTY.flags.writeable = False
+_EMPTY_DEAD = np.empty(0, dtype=np.int64)
+_EMPTY_DIFFUSE = np.empty((0, 1, 2))
+_UNIT_GAIN = np.ones(1)
+
+
+class _Client:
+    """One client's fading on independent subchannels: its stream and its buffer of normals, and one row per
+    subchannel it has observed (sorted ``subs``): the block last observed there (``last``) and (Re d, Im d, Re s,
+    Im s) there (``state``: diffuse and specular parts)."""
+
+    __slots__ = ("rng", "z", "pos", "subs", "last", "state", "cache", "recent", "link", "coeffs")
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.z = np.empty(0)
+        self.pos = 0
+        self.subs = np.empty(0, dtype=np.int64)
+        self.last = np.empty(0, dtype=np.int64)
+        self.state = np.empty((0, 4))
+        self.cache = None  # (subchannels array, their rows): a link's subchannels are one array for a round
+        self.recent = None  # (first_block, rows, diffuse (n, S, 2)) of the latest draw or kept transfer
+        # (subs, power, bandwidth, gain, scale, B / ln 2, mean-gain rate): a link's arrays are fixed for a round
+        self.link = None
+        self.coeffs = None  # (rho, sqrt((1 - rho^2) / 2) a, a, specular amplitude)
+
+    def rows(self, subs: np.ndarray) -> np.ndarray:
+        """The state rows of ``subs`` (strictly increasing), added (never observed) where missing."""
+        cache = self.cache
+        if cache is not None and cache[0] is subs:
+            return cache[1]
+        at = np.searchsorted(self.subs, subs)
+        if at.size and (at[-1] >= self.subs.size or np.any(self.subs[np.minimum(at, self.subs.size - 1)] != subs)):
+            known = np.union1d(self.subs, subs)
+            moved = np.searchsorted(known, self.subs)
+            last = np.full(known.size, kernels.NEVER, dtype=np.int64)
+            state = np.zeros((known.size, 4))
+            last[moved], state[moved] = self.last, self.state
+            self.subs, self.last, self.state = known, last, state
+            self.recent = self.link = None  # their rows moved
+            at = np.searchsorted(known, subs)
+        self.cache = (subs, at)
+        return at
+
+    def ensure(self, need: int) -> None:
+        """At least ``need`` normals left in the buffer (the unread ones kept first: the stream's order)."""
+        if self.pos + need <= self.z.size:
+            return
+        rest = self.z[self.pos:]
+        if need <= self.z.size:  # refilled in place (warm memory, no new pages)
+            z = self.z
+            z[:rest.size] = rest.copy()
+        else:
+            z = np.empty(max(MIN_NORMALS, need))
+            z[:rest.size] = rest
+        if kernels.COMPILED:
+            kernels.fill_normals(self.rng, z[rest.size:])
+        else:
+            z[rest.size:] = self.rng.standard_normal(z.size - rest.size)
+        self.z, self.pos = z, 0
+
+
 class ObservedFading:
     """Per-client Gauss-Markov Rayleigh/Rician fading of one band, drawn lazily where observed.
 
@@ -63,6 +129,9 @@ class ObservedFading:
     ``numpy.random.SeedSequence``; client k draws from its child with spawn key (..., k).
     Blocks are indexed n = floor(t / T_c); each client must be observed at non-decreasing blocks
     (observing the current block again returns the same coefficients).
+
+    Independent subchannels run in the compiled kernels of :mod:`channel_models.fading_kernels` and keep state only
+    for the subchannels a client has observed (memory per client: its own subchannels, not the band).
     """
 
     def __init__(self, num_clients: int, num_subchannels: int, rician_k_linear, doppler_hz, block_s: float,
@@ -83,13 +152,35 @@ class ObservedFading:
         if coherence_bandwidth_hz is not None:
             bw = broadcast_to_shape(where, "subchannel_bandwidth_hz", subchannel_bandwidth_hz, (s,))
             self._factor = subchannel_correlation_factor(bw, coherence_bandwidth_hz)
+        self._clients: dict[int, _Client] = {}  # independent subchannels
+        self._scratch = np.empty(0)  # rates of a transfer whose segments are not kept
+        # correlated subchannels (a coherence bandwidth): the whole band per client, in numpy
         self._recent: dict[int, tuple] = {}  # per client: (first_block, cols, diffuse) of its latest draw
         self._rng: dict[int, np.random.Generator] = {}
-        # per client: last observed block per subchannel (-1: never), diffuse part there, specular part
         self._last: dict[int, np.ndarray] = {}
         self._diffuse: dict[int, np.ndarray] = {}
         self._specular: dict[int, np.ndarray] = {}
         self.blocks_drawn = 0  # block-subchannel coefficients drawn so far (the cost of the fading, in draws)
+
+    @property
+    def independent(self) -> bool:
+        """Whether the subchannels fade independently (no coherence bandwidth): the compiled path."""
+        return self._factor is None
+
+    def _client(self, client: int) -> _Client:
+        c = self._clients.get(client)
+        if c is None:
+            if not 0 <= client < self.num_clients:
+                raise TransferError(f"ObservedFading: client={client} is outside 0..{self.num_clients - 1}")
+            c = self._clients[client] = _Client(_child_rng(self._seed, client))
+        return c
+
+    def _coefficients(self, client: int, c: _Client):
+        """(rho, sqrt((1 - rho^2) / 2) a, a, specular amplitude) of a client."""
+        if c.coeffs is None:
+            rho, amp = float(self.rho[client]), float(self._diffuse_amp[client])
+            c.coeffs = (rho, math.sqrt(0.5 * (1.0 - rho * rho)) * amp, amp, float(self._spec_amp[client]))
+        return c.coeffs
 
     def _client_state(self, client: int):
         if client not in self._rng:
@@ -113,6 +204,10 @@ class ObservedFading:
                                     f"indices in 0..{self.num_subchannels - 1}")
         return subs
 
+    def _backwards(self, client: int, block: int, c: _Client, rows) -> TransferError:
+        return TransferError(f"ObservedFading: client {client} observed at block {block} after block "
+                             f"{int(c.last[rows].max())}; observations must not go back in time")
+
     def draw(self, client: int, subchannels, first_block: int, num_blocks: int) -> np.ndarray:
         """Coefficients h (num_blocks, len(subchannels)) of blocks first_block .. first_block + num_blocks - 1.
 
@@ -123,12 +218,31 @@ class ObservedFading:
         if n < 1:
             raise TransferError(f"ObservedFading.draw: num_blocks={num_blocks} must be >= 1")
         subs = self._check_subchannels(subchannels)
+        if self._factor is not None:
+            return self._draw_correlated(client, subs, first_block, n)
+        c = self._client(client)
+        rows = c.rows(subs)
+        c.ensure(2 * subs.size * (n + 1))
+        out = np.empty((n, subs.size, 2))
+        pos = kernels.draw_blocks(c.z, c.pos, rows, c.last, c.state, first_block, *self._coefficients(client, c),
+                                  out)
+        if pos == -2:
+            raise self._backwards(client, first_block, c, rows)
+        c.pos = pos
+        self.blocks_drawn += n * subs.size
+        c.recent = (first_block, rows, out)
+        diffuse = out.view(complex)[..., 0]
+        if self._spec_amp[client] == 0:
+            view = diffuse.view()  # Rayleigh: the diffuse part itself, read-only (it is kept for keep())
+            view.flags.writeable = False
+            return view
+        return diffuse + c.state[rows, 2:4].copy().view(complex)[:, 0]
+
+    def _draw_correlated(self, client, subs, first_block, n) -> np.ndarray:
         rng, last, state = self._client_state(client)
         factor = self._factor
-        self.blocks_drawn += n * (subs.size if factor is None else self.num_subchannels)
-        if factor is None and subs.size == 1:
-            return self._draw_one(client, int(subs[0]), first_block, n, rng, last, state)
-        cols = subs if factor is None else np.arange(self.num_subchannels)
+        self.blocks_drawn += n * self.num_subchannels
+        cols = np.arange(self.num_subchannels)
         prev = last[cols]
         steps = first_block - prev
         if np.any(steps < 0):
@@ -137,8 +251,7 @@ class ObservedFading:
         rho, amp = self.rho[client], self._diffuse_amp[client]
         # all innovations in one draw: row 0 advances from the last observation, rows 1.. one block each
         w = rng.standard_normal((n, cols.size, 2)).view(complex)[..., 0]
-        if factor is not None:
-            w = w @ factor.T
+        w = w @ factor.T
         x = w * (amp * np.sqrt(0.5 * (1.0 - rho * rho)))
         fresh = prev < 0
         # rho^m over the m skipped blocks and sqrt(1 - rho^(2m)); never observed: stationary (rho^inf = 0)
@@ -147,51 +260,29 @@ class ObservedFading:
         # observing the same block again gives the coefficients already seen
         x[0] = np.where((steps == 0) & ~fresh, state[cols], first)
         diffuse = lfilter([1.0], [1.0, -rho], x, axis=0) if n > 1 else x
-        self._set(client, cols, first_block + n - 1, diffuse[-1])
+        self._last[client][cols] = first_block + n - 1
+        self._diffuse[client][cols] = diffuse[-1]
         self._recent[client] = (first_block, cols, diffuse)
-        if factor is not None:
-            diffuse = diffuse[:, subs]
-        return diffuse + self._specular[client][subs]
-
-    def _draw_one(self, client, sub, first_block, n, rng, last, state) -> np.ndarray:
-        """:meth:`draw` for one independent subchannel, in scalars (the common case of a crowded band)."""
-        prev = int(last[sub])
-        if prev > first_block:
-            raise TransferError(f"ObservedFading: client {client} observed at block {first_block} after block "
-                                f"{prev}; observations must not go back in time")
-        rho, amp = float(self.rho[client]), float(self._diffuse_amp[client])
-        x = rng.standard_normal(2 * n).view(complex)
-        w0 = x[0]
-        x *= amp * math.sqrt(0.5 * (1.0 - rho * rho))
-        if prev < 0:
-            x[0] = math.sqrt(0.5) * amp * w0
-        elif prev == first_block:
-            x[0] = state[sub]
-        else:
-            decay = rho ** (first_block - prev)
-            x[0] = decay * state[sub] + math.sqrt(0.5 * (1.0 - decay * decay)) * amp * w0
-        if n > 1:  # the AR(1) on the real and imaginary parts: the same numbers as on the complex, faster
-            x = lfilter(_ONE, (1.0, -rho), x.view(float).reshape(n, 2), axis=0).view(complex)
-        diffuse = x.reshape(n, 1)
-        cols = np.array([sub])
-        last[sub] = first_block + n - 1
-        state[sub] = diffuse[-1, 0]
-        self._recent[client] = (first_block, cols, diffuse)
-        specular = self._specular[client][sub]
-        if specular != 0:
-            return diffuse + specular
-        out = diffuse.view()  # Rayleigh: the diffuse part itself, read-only (it is kept for keep())
-        out.flags.writeable = False
-        return out
+        return diffuse[:, subs] + self._specular[client][subs]
 
     def keep(self, client: int, block: int) -> None:
         """Move the client's state back to ``block`` of its latest :meth:`draw` (the rows after it are
         forgotten, which is exact: they depend on the past only through that block)."""
-        recent = self._recent.get(int(client))
+        client, block = int(client), int(block)
+        if self._factor is None:
+            c = self._clients.get(client)
+            recent = None if c is None else c.recent
+        else:
+            recent = self._recent.get(client)
         if recent is None or not 0 <= block - recent[0] < recent[2].shape[0]:
             raise TransferError(f"ObservedFading.keep: block {block} of client {client} is not in its latest draw")
         first, cols, diffuse = recent
-        self._set(int(client), cols, int(block), diffuse[block - first])
+        if self._factor is None:
+            c.last[cols] = block
+            c.state[cols, 0:2] = diffuse[block - first]
+        else:
+            self._last[client][cols] = block
+            self._diffuse[client][cols] = diffuse[block - first]
 
     def release(self, client: int, block: int) -> None:
         """After a transfer is cut short at ``block``: :meth:`keep` that block when it is in the client's latest
@@ -201,7 +292,11 @@ class ObservedFading:
             self.keep(client, block)
         except TransferError:
             c = int(client)
-            if c in self._last:
+            if self._factor is None:
+                if c in self._clients:
+                    cl = self._clients[c]
+                    cl.last[cl.last >= 0] = kernels.FORGOTTEN  # the specular phases stay
+            elif c in self._last:
                 self._last[c][:] = -1
 
     def set_doppler(self, client: int, doppler_hz: float) -> None:
@@ -210,10 +305,103 @@ class ObservedFading:
         speed is piecewise constant at the mobility update's granularity, and the skip is exact within a
         stretch of one speed)."""
         self.rho[int(client)] = float(gauss_markov_rho(float(doppler_hz), self.block_s))
+        c = self._clients.get(int(client))
+        if c is not None:
+            c.coeffs = None
 
-    def _set(self, client: int, cols: np.ndarray, block: int, diffuse_row: np.ndarray) -> None:
-        self._last[client][cols] = block
-        self._diffuse[client][cols] = diffuse_row
+    def transfer(self, client: int, subs: np.ndarray, power_w: np.ndarray, bandwidth_hz: np.ndarray,
+                 large_scale_gain: float, noise_psd_w_per_hz: float, start_s: float, bits: float, *,
+                 chunk_blocks: int | None = None, segments: bool = True, gain_of_blocks=None, outage=None,
+                 until_s: float | None = None, end_only: bool = False):
+        """:func:`transfer_over_blocks` on independent subchannels (checked arguments, bits > 0, subs not empty),
+        in the compiled kernel: blocks are drawn up to the one where the transfer ends and no further. With
+        ``end_only`` (no segments, no ``until_s``) it returns the end time alone (the static world's hot path)."""
+        c = self._clients.get(client)
+        if c is None:
+            c = self._client(int(client))
+        tc = self.block_s
+        n0 = block_index(start_s, tc)
+        gain = None if gain_of_blocks is not None else large_scale_gain
+        link = c.link
+        if link is None or link[0] is not subs or link[1] is not power_w or link[2] is not bandwidth_hz or \
+                link[3] != gain:
+            if c.cache is None or c.cache[0] is not subs:  # checked once per link (its arrays are kept)
+                self._check_subchannels(subs)
+            # the large-scale gain in the scale when it is fixed; a moving client's comes per block
+            scale = power_w * ((1.0 if gain is None else float(gain)) / noise_psd_w_per_hz) / bandwidth_hz
+            bw_ln2 = bandwidth_hz / _LN2
+            mean_rate = float(np.dot(bw_ln2, np.log1p(scale)))  # at the scale's gain (1 for a moving client)
+            link = c.link = (subs, power_w, bandwidth_hz, gain, scale, bw_ln2, c.rows(subs), mean_rate)
+        scale, bw_ln2, rows = link[4], link[5], link[6]
+        s = subs.size
+        if chunk_blocks is not None:
+            cap = chunk_blocks
+        else:
+            # enough blocks for the mean-gain rate and some margin (fading lowers the mean rate: Jensen)
+            if gain_of_blocks is None:
+                mean_rate = link[7]
+            else:
+                mean_rate = float(np.dot(bw_ln2, np.log1p(scale * float(gain_of_blocks(n0, 1)[0]))))
+            cap = int(min(65536.0, 1.3 * bits / (mean_rate * tc) + 8)) if mean_rate > 0 else 72
+        if until_s is None:
+            stop_block, until = 1 << 62, math.inf
+        else:
+            stop_block, until = block_index(until_s, tc), float(until_s)
+        if outage is None:
+            rate_thr = snr_thr = -1.0
+        else:
+            rate_thr = -1.0 if outage.rate_bps is None else float(outage.rate_bps)
+            snr_thr = -1.0 if outage.snr_linear is None else float(outage.snr_linear)
+        coeffs = c.coeffs or self._coefficients(client, c)
+        block, delivered = n0, 0.0
+        rates_parts, dead_parts = [], []
+        while True:
+            n = cap if until_s is None else max(1, min(cap, stop_block - block + 1))
+            if c.pos + 2 * s * (n + 1) > c.z.size:
+                c.ensure(2 * s * (n + 1))
+            if segments:
+                rates = np.empty(n)
+                dead = np.empty(n, dtype=np.int64) if outage is not None else _EMPTY_DEAD
+                diffuse = np.empty((n, s, 2))
+            else:
+                if self._scratch.size < n:
+                    self._scratch = np.empty(max(n, 1024))
+                rates, dead, diffuse = self._scratch, _EMPTY_DEAD, _EMPTY_DIFFUSE
+            gains = _UNIT_GAIN if gain_of_blocks is None else np.asarray(gain_of_blocks(block, n), dtype=float)
+            status, pos, done, end, delivered = kernels.transfer_blocks(
+                c.z, c.pos, rows, c.last, c.state, *coeffs, scale, bw_ln2, gains, block, start_s, tc, bits,
+                delivered, until, stop_block, rate_thr, snr_thr, rates, dead, diffuse)
+            c.pos = pos
+            self.blocks_drawn += done * s
+            if status == kernels.BACKWARDS:
+                raise self._backwards(client, block, c, rows)
+            if done and segments:
+                rates_parts.append(rates[:done])
+                if outage is not None:
+                    dead_parts.append(dead[:done])
+                c.recent = (block, rows, diffuse[:done])
+            block += done
+            if status <= kernels.DONE or status == kernels.UNTIL:
+                break
+            if status == kernels.FULL:
+                cap = min(2 * cap, 1 << 16)
+            if block - n0 > MAX_TRANSFER_BLOCKS:
+                raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
+                                    f"fading blocks (is every power zero, or is the link in outage for good?)")
+        if not segments:
+            c.recent = None  # nothing of this transfer to keep
+            if end_only:
+                return end
+            return TransferResult(end, _EMPTY, _EMPTY, _EMPTY, delivered, status == kernels.DONE)
+        rates = rates_parts[0] if len(rates_parts) == 1 else np.concatenate(rates_parts)
+        edges = np.arange(n0, n0 + rates.size + 1) * tc
+        starts, ends = edges[:-1], edges[1:].copy()
+        starts[0] = start_s
+        ends[-1] = end
+        dead_all = None
+        if dead_parts:
+            dead_all = dead_parts[0] if len(dead_parts) == 1 else np.concatenate(dead_parts)
+        return TransferResult(end, starts, ends, rates, delivered, status == kernels.DONE, dead_all)
 
 
 @dataclass(frozen=True)
@@ -310,12 +498,16 @@ def transfer_over_blocks(fading: ObservedFading, client: int, subchannels, power
         return TransferResult(float(start_s), empty, empty, empty, 0.0, False)
     if subs.size == 0:
         raise TransferError(f"client {client} has no subchannel to send {bits:g} bits on")
+    if chunk_blocks is not None:
+        chunk_blocks = int(check_integer("transfer_over_blocks", "chunk_blocks", chunk_blocks, 1))
+    if fading.independent:
+        return fading.transfer(client, subs, p, bw, large_scale_gain, noise_psd_w_per_hz, start_s, bits,
+                               chunk_blocks=chunk_blocks, segments=segments, gain_of_blocks=gain_of_blocks,
+                               outage=outage, until_s=until_s)
     tc = fading.block_s
     base_scale = p * (1.0 / noise_psd_w_per_hz) / bw if gain_of_blocks is not None else None
     snr_scale = p * (float(large_scale_gain) / noise_psd_w_per_hz) / bw if gain_of_blocks is None else None
-    if chunk_blocks is not None:
-        chunk_blocks = int(check_integer("transfer_over_blocks", "chunk_blocks", chunk_blocks, 1))
-    else:
+    if chunk_blocks is None:
         # enough blocks for the mean-gain rate and some margin (fading lowers the mean rate: Jensen)
         scale0 = snr_scale if snr_scale is not None else base_scale * float(gain_of_blocks(block_index(start_s, tc),
                                                                                           1)[0])

@@ -75,6 +75,7 @@ class Radio:
         self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps[, outage_subchannels])
         self.summary_rows: list = []  # channel_log.SUMMARY_COLUMNS (+ stall_s with an outage rule)
         self._links: dict = {}
+        self._used: dict = {}  # band -> (assignment, powers) of the links in use
         self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
         self._downlink_rate_of_gain: dict = {}  # num_served -> rate(gain) of a moving client on a static downlink
 
@@ -82,8 +83,15 @@ class Radio:
         """Hold the allocation's subchannels and powers fixed until the next call (one per round)."""
         ids = self.client_ids
         k = ids.size
-        self._links = {}
+        previous, self._links = self._links, {}
         for band, assign, power in (("s", alloc.assign_s, alloc.power_s_w), ("f", alloc.assign_f, alloc.power_f_w)):
+            # a band allocated as in the last round keeps its links' arrays (the fading caches what it derives from
+            # them, keyed by the arrays themselves)
+            same = self._used.get(band)
+            if same is not None and np.array_equal(same[0], assign) and np.array_equal(same[1], power):
+                self._links.update({key: v for key, v in previous.items() if key[0] == band})
+                continue
+            self._used[band] = (np.array(assign, copy=True), np.array(power, dtype=float, copy=True))
             bw = self.env.band(band).bandwidth_hz
             gains = self.env.average_gains(band)[ids]
             power = np.asarray(power, dtype=float)
@@ -236,6 +244,17 @@ class Radio:
 
     def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
         """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived (recorded)."""
+        if self.fading is not None and not self.keep_segments and self.outage is None and bits > 0:
+            # the static world's hot path: only the end time is needed (and the summary row)
+            subs, power, bw, _ = self._links[band, client]
+            device = int(self.client_ids[client])
+            fading = self.fading[band]
+            if fading.independent and not self._moving(device) and subs.size:
+                end = fading.transfer(device, subs, power, bw, self.env.large_scale_gain[device],
+                                      self.env.noise_psd_w_per_hz, start_s, bits, segments=False, end_only=True)
+                if self.record_summary:
+                    self.summary_rows.append(summary_row(device, band, start_s, end, bits))
+                return end
         res = self.send(client, band, start_s, bits)
         self.record(client, band, res, start_s=start_s, bits=bits)
         return res.end_s

@@ -2,8 +2,9 @@
 
 They were made at commit 89c720b, before the changing network (mobility, availability, round policies,
 outage, downlink fading) existed: a scenario that leaves every one of those at its default must still
-write these bytes. Run from the repository root: ``python tests/engine/golden/make_golden.py``; never
-regenerate them to make a failing test pass.
+write these bytes. The cases with fading were re-recorded once, when the compiled fading kernel changed the
+order of the draws (CHANGELOG.md, "The fading kernel"). Run from the repository root:
+``python tests/engine/golden/make_golden.py``; never regenerate them to make a failing test pass.
 """
 from __future__ import annotations
 
