@@ -5,6 +5,7 @@ went: the figures of docs/performance.md come from this script.
     python scripts/large_run.py --clients 10000 --subchannels 10240 --rounds 20          # K = 10,000
     python scripts/large_run.py --clients 10000 --subchannels 10240 --rounds 4 --fading none --no-write [--gc-off]
     python scripts/large_run.py --clients 1000 --subchannels 1024 --rounds 20 --profile-write 30
+    python scripts/large_run.py --clients 1000 --rounds 20 --no-write --bare [--fading none]    # loop vs SimPy
 
 The scale scenario of ``fsllm_sim.benchmarks.engine`` (the default scenario, equal-share, analytic training).
 It uses only ``simulate`` and ``write_simulation``, so it also runs against an older checkout, for a before /
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--fading", choices=("auto", "none"), default="auto")
     p.add_argument("--no-write", action="store_true", help="simulate only (the event loop's time)")
     p.add_argument("--gc-off", action="store_true", help="disable Python's cyclic garbage collector for the run")
+    p.add_argument("--bare", action="store_true",
+                   help="also time a bare SimPy model of the same number of events (the per-event ratio)")
     p.add_argument("--profile-write", type=int, metavar="N", default=0,
                    help="profile write_simulation and print its N costliest calls (cumulative)")
     args = p.parse_args(argv)
@@ -47,7 +50,10 @@ def main(argv=None) -> int:
     channel = dataclasses.replace(base.channel, s_band=dataclasses.replace(base.channel.s_band, subchannels=m),
                                   f_band=dataclasses.replace(base.channel.f_band, subchannels=m),
                                   fading=dataclasses.replace(base.channel.fading, model=args.fading))
+    # the benchmark's training settings written out (an older checkout's default scenario may differ)
+    training = dataclasses.replace(base.training, local_iterations=5, batch_size=4, seq_len=128)
     scenario = dataclasses.replace(base, channel=channel, clients=dataclasses.replace(base.clients, count=args.clients),
+                                   training=training,
                                    simulation=dataclasses.replace(base.simulation, rounds=args.rounds,
                                                                   training="analytic"))
     print(f"code: {Path(fsllm_sim.__file__).parent}; K = {args.clients}, M = N = {m}, {args.rounds} rounds, "
@@ -61,6 +67,12 @@ def main(argv=None) -> int:
     simulated = time.perf_counter()
     print(f"simulate {simulated - start:.1f} s (event loop {res.wall_s:.2f} s, {res.events} events, "
           f"{1e6 * res.wall_s / res.events:.2f} us an event)", flush=True)
+    if args.bare:
+        from fsllm_sim.benchmarks.engine import bare_simpy_s  # in checkouts since the engine benchmark
+
+        bare = bare_simpy_s(args.clients, res.events)
+        print(f"bare SimPy, {res.events} events from {args.clients} processes: {bare:.2f} s; the event loop "
+              f"{res.wall_s / bare:.2f}x bare SimPy", flush=True)
     if not args.no_write:
         run_dir = Path(tempfile.mkdtemp(prefix="large_run-"))
         if args.profile_write:

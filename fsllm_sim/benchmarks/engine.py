@@ -5,7 +5,7 @@
    events per second against a bare SimPy loop that schedules the same number of timeouts from K processes,
    run right after in the same process (target: within 3x). The same run with fading off separates the
    engine's own cost per event from the integration of each transfer over its fading blocks.
-2. Real training, default scenario (SmolLM2, K = 8, b = 4, L = 128, E = 5), one round: the share of the
+2. Real training, default scenario (SmolLM2, K = 8, E = 1, b = 2, L = 64), one round: the share of the
    event loop's wall time spent outside PyTorch ops (target < 5 %). Model loading, data preparation and the
    first evaluation happen before the loop and are not counted.
 4. A changing world (``--only dynamic``): the scale run (K = 1000, 20 rounds, analytic) with random-waypoint
@@ -32,6 +32,22 @@ import numpy as np
 import simpy
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "default.yaml"
+
+
+# The scale runs' training settings, pinned: E = 5 iterations of b = 4 sequences of L = 128 tokens per round (the
+# default scenario's until it moved to E = 1, b = 2, L = 64; its events per round, its transfers' lengths)
+SCALE_TRAINING = {"local_iterations": 5, "batch_size": 4, "seq_len": 128}
+
+
+def scale_scenario(clients: int = 1000, subchannels: int = 1024, rounds: int = 20, fading: str = "auto"):
+    """The scale scenario: the default at K clients, M = N subchannels, E = 5, analytic training, no channel log."""
+    base = _scenario()
+    channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=subchannels),
+                      f_band=replace(base.channel.f_band, subchannels=subchannels),
+                      fading=replace(base.channel.fading, model=fading))
+    return replace(base, channel=channel, clients=replace(base.clients, count=clients),
+                   training=replace(base.training, **SCALE_TRAINING),
+                   simulation=replace(base.simulation, rounds=rounds, training="analytic", record_channel=False))
 
 
 def _scenario(path=DEFAULT_SCENARIO, **changes):
@@ -62,12 +78,7 @@ def bare_simpy_s(num_processes: int, num_events: int) -> float:
 def scale_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int = 20, fading: str = "auto") -> dict:
     from ..engine import simulate
 
-    base = _scenario()
-    channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=subchannels),
-                      f_band=replace(base.channel.f_band, subchannels=subchannels),
-                      fading=replace(base.channel.fading, model=fading))
-    s = replace(base, channel=channel, clients=replace(base.clients, count=clients),
-                simulation=replace(base.simulation, rounds=rounds, training="analytic", record_channel=False))
+    s = scale_scenario(clients, subchannels, rounds, fading)
     start = time.perf_counter()
     res = simulate(s, profile_source="analytic", allocation="equal-share")
     total = time.perf_counter() - start
@@ -86,11 +97,8 @@ def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int 
     from ..engine import simulate
     from ..engine.world import build_world
 
-    base = _scenario()
-    channel = replace(base.channel, s_band=replace(base.channel.s_band, subchannels=subchannels),
-                      f_band=replace(base.channel.f_band, subchannels=subchannels))
-    off = replace(base, channel=channel, clients=replace(base.clients, count=clients),
-                  simulation=replace(base.simulation, rounds=rounds, training="analytic", record_channel=False))
+    off = scale_scenario(clients, subchannels, rounds)
+    channel = off.channel
     world = build_world(off, profile_source="analytic", progress=False)
     res_off = simulate(off, profile_source="analytic", allocation="equal-share", world=world)
     # a deadline that bites: 80 % of the clients' uploads of round 1 (all off) arrive within it; clients on

@@ -363,6 +363,8 @@ def served(p: Protocol, t: int, e: int, k: int, session: int):
 def split_iterations(p: Protocol, t: int, k: int):
     """Client k's E local iterations of split training (sfl and sl): forward, uplink of the activations on
     the s-band, main-server service, gradient downlink, backward."""
+    if not p.dynamic:
+        return (yield from _static_split_iterations(p, t, k))
     env, trace, backend, server = p.env, p.trace, p.backend, p.server
     c = p.client_ids[k]
     act_bits, grad_bits = backend.activation_bits(k), backend.gradient_bits(k)
@@ -384,6 +386,45 @@ def split_iterations(p: Protocol, t: int, k: int):
         yield from device_compute(p, t, e, k, "backward")
         if p.on_iteration is not None:
             p.on_iteration(t, env.now)
+
+
+def _static_split_iterations(p: Protocol, t: int, k: int):
+    """:func:`split_iterations` in a world that does not change (nothing interrupts a phase, no battery is followed): the same timeouts in
+    the same order and the same trace rows as :func:`device_compute`, :func:`uplink` and :func:`downlink` in
+    sequence, written out in one generator (an event here costs a third less than through the nested ones)."""
+    env, backend, server, radio = p.env, p.backend, p.server, p.radio
+    timeout, add = env.timeout, p.trace.rows.append
+    c = p.client_ids[k]
+    act_bits, grad_bits = backend.activation_bits(k), backend.gradient_bits(k)
+    forward, backward = backend.forward, backend.backward
+    speed = p.device_flops_per_s[k]
+
+    def work():
+        return backend.server_work(k)
+
+    for e in range(p.local_iterations):
+        start = env.now
+        flops, duration = forward(k, speed)
+        yield timeout(duration)
+        now = env.now
+        add((t, e, c, "forward", start, now, 0.0, flops))
+        yield timeout(radio.transfer_end_s(k, "s", now, act_bits) - now)
+        arrival = env.now
+        add((t, e, c, "uplink", now, arrival, act_bits, 0.0))
+        s_start, s_end, served = yield from server.serve(work)
+        if s_start > arrival:
+            add((t, e, c, "server_wait", arrival, s_start, 0.0, 0.0))
+        add((t, e, c, "server", s_start, s_end, 0.0, served))
+        start = env.now
+        yield timeout(radio.downlink_s(k, grad_bits))
+        now = env.now
+        add((t, e, c, "downlink", start, now, grad_bits, 0.0))
+        flops, duration = backward(k, speed)
+        yield timeout(duration)
+        end = env.now
+        add((t, e, c, "backward", now, end, 0.0, flops))
+        if p.on_iteration is not None:
+            p.on_iteration(t, end)
 
 
 def adapter_upload(p: Protocol, t: int, k: int):

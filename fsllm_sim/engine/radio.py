@@ -78,6 +78,7 @@ class Radio:
         self._used: dict = {}  # band -> (assignment, powers) of the links in use
         self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
         self._downlink_rate_of_gain: dict = {}  # num_served -> rate(gain) of a moving client on a static downlink
+        self._downlink_links: dict = {}  # num_served -> (subchannel, power, bandwidth) arrays of a fading downlink
 
     def use(self, alloc: Allocation) -> None:
         """Hold the allocation's subchannels and powers fixed until the next call (one per round)."""
@@ -244,6 +245,13 @@ class Radio:
 
     def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
         """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived (recorded)."""
+        if self.fading is None and self.timeline is None and self.outage is None and not self.record_rows:
+            mean_rate = self._links[band, client][3]  # the closed form's constant rate
+            if mean_rate > 0:
+                end = start_s + bits / mean_rate
+                if self.record_summary:
+                    self.summary_rows.append(summary_row(int(self.client_ids[client]), band, start_s, end, bits))
+                return end
         if self.fading is not None and not self.keep_segments and self.outage is None and bits > 0:
             # the static world's hot path: only the end time is needed (and the summary row)
             subs, power, bw, _ = self._links[band, client]
@@ -288,9 +296,11 @@ class Radio:
         gain_of_blocks = self._gain_of_blocks(device, self.dl_fading.block_s) if self._moving(device) else None
         if gain_of_blocks is not None:
             self._set_doppler(self.dl_fading, device, start_s)
-        return cm.transfer_over_blocks(self.dl_fading, device, np.array([0]), np.array([p_w]), np.array([bw]),
-                                       float(env.large_scale_gain[device]), env.noise_psd_w_per_hz, start_s, bits,
-                                       gain_of_blocks=gain_of_blocks)
+        link = self._downlink_links.get(n)
+        if link is None:  # one set of arrays per share (the fading caches what it derives from them)
+            link = self._downlink_links[n] = (np.array([0]), np.array([p_w]), np.array([bw]))
+        return cm.transfer_over_blocks(self.dl_fading, device, *link, float(env.large_scale_gain[device]),
+                                       env.noise_psd_w_per_hz, start_s, bits, gain_of_blocks=gain_of_blocks)
 
     def downlink_s(self, client: int, bits: float) -> float:
         return float(bits / self.downlink_rate_bps[client]) if bits > 0 else 0.0
