@@ -39,8 +39,8 @@ from .config import dump_scenario
 from .errors import ConfigError
 from .seeding import describe
 
-VERSIONED_PACKAGES = ("fsllm-sim", "torch", "transformers", "peft", "numpy", "scipy", "simpy", "highspy", "gurobipy",
-                      "gguf", "PyYAML")
+VERSIONED_PACKAGES = ("fsllm-sim", "torch", "transformers", "peft", "numpy", "numba", "scipy", "simpy", "highspy",
+                      "gurobipy", "gguf", "PyYAML")
 FILE_MODE = 0o644  # owner read/write, group and others read
 STATUS_FILE = "status.json"
 TEMP_MARK = ".tmp-"  # temporary files are ``.<name>.tmp-<pid>-<random>`` (plots.io names figures the same way)
