@@ -69,6 +69,30 @@ def _power(x, m):
     return out
 
 
+@njit(cache=True)
+def _step(block, start_s, block_s, stop_block, until_s, bits, delivered, rate):
+    """One block's segment [max(start_s, n T_c), min((n + 1) T_c, until_s)) at ``rate``: whether it is the last
+    allowed (the block holding until_s), the bits delivered by its end, whether the transfer ends in it and
+    when."""
+    seg_start = block * block_s
+    if start_s > seg_start:
+        seg_start = start_s
+    seg_stop = (block + 1) * block_s
+    last_block = block >= stop_block
+    if last_block:
+        seg_stop = until_s if until_s > seg_start else seg_start
+    total = delivered + (seg_stop - seg_start) * rate
+    ends = total >= bits and rate > 0.0
+    end = 0.0
+    if ends:
+        end = seg_start + (bits - delivered) / rate
+        if end < seg_start:
+            end = seg_start
+        if end > seg_stop:
+            end = seg_stop
+    return last_block, total, ends, end
+
+
 NEVER, FORGOTTEN = -1, -2  # ``last`` of a subchannel never observed (no phase yet), or whose state was forgotten
 
 
@@ -194,21 +218,9 @@ def transfer_blocks(z, pos, idx, last, state, rho, c_one, amp, spec_amp, scale, 
             for i in range(s):
                 diffuse_out[n, i, 0] = state[idx[i], 0]
                 diffuse_out[n, i, 1] = state[idx[i], 1]
-        seg_start = block * block_s
-        if start_s > seg_start:
-            seg_start = start_s
-        seg_stop = (block + 1) * block_s
-        last_block = block >= stop_block
-        if last_block:
-            seg_stop = until_s if until_s > seg_start else seg_start
+        last_block, total, ends, end = _step(block, start_s, block_s, stop_block, until_s, bits, delivered, rate)
         n += 1
-        total = delivered + (seg_stop - seg_start) * rate
-        if total >= bits and rate > 0.0:
-            end = seg_start + (bits - delivered) / rate
-            if end < seg_start:
-                end = seg_start
-            if end > seg_stop:
-                end = seg_stop
+        if ends:
             return DONE, pos, n, end, bits
         delivered = total
         if last_block:
@@ -243,21 +255,9 @@ def _one_subchannel(z, pos, j, last, state, rho, c_one, scale, bw_ln2, block, st
         snr = (h_re * h_re + h_im * h_im) * scale
         rate = math.log1p(snr) * bw_ln2
         rates_out[n] = rate
-        seg_start = block * block_s
-        if start_s > seg_start:
-            seg_start = start_s
-        seg_stop = (block + 1) * block_s
-        last_block = block >= stop_block
-        if last_block:
-            seg_stop = until_s if until_s > seg_start else seg_start
+        last_block, total, ends, end = _step(block, start_s, block_s, stop_block, until_s, bits, delivered, rate)
         n += 1
-        total = delivered + (seg_stop - seg_start) * rate
-        if total >= bits and rate > 0.0:
-            end = seg_start + (bits - delivered) / rate
-            if end < seg_start:
-                end = seg_start
-            if end > seg_stop:
-                end = seg_stop
+        if ends:
             delivered = bits
             break
         delivered = total

@@ -23,7 +23,7 @@ def _compiled_then_twin(monkeypatch, name):
     compiled = getattr(kn, name)
 
     def twin(*args):
-        for helper in ("_advance_block", "_one_subchannel", "_power"):
+        for helper in ("_advance_block", "_one_subchannel", "_power", "_step"):
             monkeypatch.setattr(kn, helper, getattr(kn, helper).py_func)
         try:
             return compiled.py_func(*args)
