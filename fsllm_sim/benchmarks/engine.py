@@ -13,6 +13,8 @@
    and downlink fading, against the same run with all of them off, one after the other in one process:
    the ratio of the event loops' wall times (target <= 2x), the fading blocks each drew, and the same changing
    world with a static downlink (the machinery's cost apart from the blocks a fading downlink adds).
+5. The mobility timeline alone (``--only timeline``): 1,000 random-waypoint walkers, 8,192 steps of 0.1 s; the
+   wall time per step-client update (position, path loss, LOS, shadowing, speed), the dynamic run's main cost.
 3. Real training, SmolLM2 through the engine, K = 32 against K = 1 (one round, E = 1, b = 4, L = 128): peak
    resident memory of each run in a fresh subprocess (target ratio <= 1.3). The engine runs the whole real
    iteration when a request enters service, so one autograd graph is held at a time whatever K.
@@ -135,6 +137,29 @@ def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int 
             "fading_blocks_static_downlink": res_static_dl.fading_blocks}
 
 
+def timeline_benchmark(clients: int = 1000, chunks: int = 8) -> dict:
+    """The mobility timeline alone (the dynamic run's random-waypoint walkers): wall time per step-client update
+    (position, path loss, LOS, shadowing, speed), over ``chunks`` of the steps it computes at a time."""
+    from ..engine.mobility import LargeScaleTimeline
+    from ..engine.world import build_world
+
+    base = scale_scenario(clients, 1024, 1)
+    scenario = replace(base, mobility=replace(base.mobility, model="random-waypoint", speed_min_mps=0.5,
+                                              speed_max_mps=1.5))
+    world = build_world(scenario, profile_source="analytic", progress=False)
+    timeline = LargeScaleTimeline(scenario, world.env)
+    first = int(timeline.moving[0])
+    steps = 0
+    start = time.perf_counter()
+    while steps < chunks * 1024:  # gain_of_steps extends the timeline to the step asked for, chunk by chunk
+        steps += 1024
+        timeline.forget_before((steps - 1024) * timeline.step_s)
+        timeline.gain_of_steps(first, steps, 1)
+    wall = time.perf_counter() - start
+    updates = steps * timeline.moving.size
+    return {"clients": int(timeline.moving.size), "steps": steps, "wall_s": wall, "ns_per_update": 1e9 * wall / updates}
+
+
 def overhead_benchmark() -> dict:
     from ..engine import simulate
 
@@ -176,7 +201,7 @@ def memory_benchmark(small: int = 1, large: int = 32) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fsllm-sim bench engine")
     p.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--only", choices=("scale", "overhead", "memory", "dynamic"), action="append")
+    p.add_argument("--only", choices=("scale", "overhead", "memory", "dynamic", "timeline"), action="append")
     p.add_argument("--clients", default="1000",
                    help="scale: comma-separated K (e.g. 100,1000,10000; M = N = the K rounded up to a multiple of "
                         "1024, at least 1024)")
@@ -190,7 +215,7 @@ def main(argv=None) -> int:
     if args.memory_child is not None:
         memory_child(args.memory_child)
         return 0
-    which = args.only or ["scale", "dynamic", "overhead", "memory"]
+    which = args.only or ["scale", "dynamic", "timeline", "overhead", "memory"]
     if "scale" in which:
         # fading on is the benchmark; fading off shows the engine's own cost per event, without the
         # integration of each transfer over its fading blocks (hundreds of blocks per transfer here)
@@ -213,6 +238,10 @@ def main(argv=None) -> int:
         print(f"dynamic, downlink static: mobility + Markov availability + deadline: event loop "
               f"{r['wall_s_static_downlink']:.1f} s vs {r['wall_s_off']:.1f} s: {r['ratio_static_downlink']:.2f}x; "
               f"fading blocks drawn {r['fading_blocks_static_downlink'] / 1e6:.1f} M", flush=True)
+    if "timeline" in which:
+        r = timeline_benchmark()
+        print(f"timeline: {r['clients']} random-waypoint walkers, {r['steps']} steps of 0.1 s: {r['wall_s']:.1f} s, "
+              f"{r['ns_per_update']:.0f} ns per step-client update (path loss, LOS, shadowing, speed)", flush=True)
     if "overhead" in which:
         r = overhead_benchmark()
         print(f"overhead: default scenario, real SmolLM2 training, 1 round: event loop {r['loop_wall_s']:.1f} s, "
