@@ -17,7 +17,8 @@ correlated case of a coherence bandwidth stays in numpy):
 
 Normals come from the client's buffer ``z`` (filled from its own seeded stream, :func:`fill_normals`), read in
 order from ``pos``: per block and subchannel, (Re w, Im w), and two more before them when the subchannel is fresh
-(its phase; not after a state forgotten by ``release``, which keeps the phase). Everything else is deterministic, so a rerun draws the same numbers.
+(its phase; not after a state forgotten by ``release``, which keeps the phase). Everything else is
+deterministic, so a rerun draws the same numbers.
 
 Each kernel has a pure-Python twin (``.py_func``) that performs the same floating-point operations in the same
 order; the tests compare them bit for bit. Without numba (not installed) the Python twins run (slow; the module

@@ -368,7 +368,7 @@ class ObservedFading:
                     self._scratch = np.empty(max(n, 1024))
                 rates, dead, diffuse = self._scratch, _EMPTY_DEAD, _EMPTY_DIFFUSE
             gains = _UNIT_GAIN if gain_of_blocks is None else np.asarray(gain_of_blocks(block, n), dtype=float)
-            status, pos, done, end, delivered = kernels.transfer_blocks(
+            status, pos, done, end, delivered = kernels.transfer_blocks(  # floats (numpy scalars without numba)
                 c.z, c.pos, rows, c.last, c.state, *coeffs, scale, bw_ln2, gains, block, start_s, tc, bits,
                 delivered, until, stop_block, rate_thr, snr_thr, rates, dead, diffuse)
             c.pos = pos
@@ -388,6 +388,7 @@ class ObservedFading:
             if block - n0 > MAX_TRANSFER_BLOCKS:
                 raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
                                     f"fading blocks (is every power zero, or is the link in outage for good?)")
+        end, delivered = float(end), float(delivered)
         if not segments:
             c.recent = None  # nothing of this transfer to keep
             if end_only:
