@@ -71,7 +71,7 @@ class _Client:
     subchannel it has observed (sorted ``subs``): the block last observed there (``last``) and (Re d, Im d, Re s,
     Im s) there (``state``: diffuse and specular parts)."""
 
-    __slots__ = ("rng", "z", "pos", "subs", "last", "state", "cache", "recent", "link", "coeffs")
+    __slots__ = ("rng", "z", "pos", "subs", "last", "state", "recent", "link", "coeffs")
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
@@ -80,17 +80,14 @@ class _Client:
         self.subs = np.empty(0, dtype=np.int64)
         self.last = np.empty(0, dtype=np.int64)
         self.state = np.empty((0, 4))
-        self.cache = None  # (subchannels array, their rows): a link's subchannels are one array for a round
         self.recent = None  # (first_block, rows, diffuse (n, S, 2)) of the latest draw or kept transfer
-        # (subs, power, bandwidth, gain, scale, B / ln 2, mean-gain rate): a link's arrays are fixed for a round
+        # (subs, power, bandwidth, gain, scale, B / ln 2, state rows, mean-gain rate) of the link in use: its
+        # arrays are fixed for a round, so they are its key
         self.link = None
         self.coeffs = None  # (rho, sqrt((1 - rho^2) / 2) a, a, specular amplitude)
 
     def rows(self, subs: np.ndarray) -> np.ndarray:
         """The state rows of ``subs`` (strictly increasing), added (never observed) where missing."""
-        cache = self.cache
-        if cache is not None and cache[0] is subs:
-            return cache[1]
         at = np.searchsorted(self.subs, subs)
         if at.size and (at[-1] >= self.subs.size or np.any(self.subs[np.minimum(at, self.subs.size - 1)] != subs)):
             known = np.union1d(self.subs, subs)
@@ -101,7 +98,6 @@ class _Client:
             self.subs, self.last, self.state = known, last, state
             self.recent = self.link = None  # their rows moved
             at = np.searchsorted(known, subs)
-        self.cache = (subs, at)
         return at
 
     def ensure(self, need: int) -> None:
@@ -325,7 +321,7 @@ class ObservedFading:
         link = c.link
         if link is None or link[0] is not subs or link[1] is not power_w or link[2] is not bandwidth_hz or \
                 link[3] != gain:
-            if c.cache is None or c.cache[0] is not subs:  # checked once per link (its arrays are kept)
+            if link is None or link[0] is not subs:  # checked once per link (its arrays are kept)
                 self._check_subchannels(subs)
             # the large-scale gain in the scale when it is fixed; a moving client's comes per block
             scale = power_w * ((1.0 if gain is None else float(gain)) / noise_psd_w_per_hz) / bandwidth_hz
@@ -352,13 +348,12 @@ class ObservedFading:
         else:
             rate_thr = -1.0 if outage.rate_bps is None else float(outage.rate_bps)
             snr_thr = -1.0 if outage.snr_linear is None else float(outage.snr_linear)
-        coeffs = c.coeffs or self._coefficients(client, c)
+        coeffs = self._coefficients(client, c)
         block, delivered = n0, 0.0
         rates_parts, dead_parts = [], []
         while True:
             n = cap if until_s is None else max(1, min(cap, stop_block - block + 1))
-            if c.pos + 2 * s * (n + 1) > c.z.size:
-                c.ensure(2 * s * (n + 1))
+            c.ensure(2 * s * (n + 1))
             if segments:
                 rates = np.empty(n)
                 dead = np.empty(n, dtype=np.int64) if outage is not None else _EMPTY_DEAD

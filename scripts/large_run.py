@@ -6,6 +6,7 @@ went: the figures of docs/performance.md come from this script.
     python scripts/large_run.py --clients 10000 --subchannels 10240 --rounds 4 --fading none --no-write [--gc-off]
     python scripts/large_run.py --clients 1000 --subchannels 1024 --rounds 20 --profile-write 30
     python scripts/large_run.py --clients 1000 --rounds 20 --no-write --bare [--fading none]    # loop vs SimPy
+    python scripts/large_run.py --clients 1000 --rounds 20 --no-write --fading-timers           # fading's parts
 
 The scale scenario of ``fsllm_sim.benchmarks.engine`` (the default scenario, equal-share, analytic training).
 It uses only ``simulate`` and ``write_simulation``, so it also runs against an older checkout, for a before /
@@ -26,6 +27,33 @@ import time
 from pathlib import Path
 
 
+def _time_fading_parts() -> dict:
+    """Wrap the fading's calls with timers: name -> [total_s, calls] (each wrapper adds ~0.1 us a call)."""
+    from channel_models import fading_kernels, observed_fading
+    from fsllm_sim.engine import radio
+
+    timers: dict = {}
+
+    def wrap(owner, attr, name):
+        original = getattr(owner, attr)
+        slot = timers.setdefault(name, [0.0, 0])
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return original(*a, **k)
+            finally:
+                slot[0] += time.perf_counter() - t0
+                slot[1] += 1
+        setattr(owner, attr, timed)
+
+    wrap(radio.Radio, "transfer_end_s", "Radio.transfer_end_s (uplink transfers, all of it)")
+    wrap(observed_fading.ObservedFading, "transfer", "ObservedFading.transfer (kernel and refills included)")
+    wrap(fading_kernels, "transfer_blocks", "fading_kernels.transfer_blocks (the kernel)")
+    wrap(fading_kernels, "fill_normals", "fading_kernels.fill_normals (buffer refills)")
+    return timers
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=1000)
@@ -36,6 +64,10 @@ def main(argv=None) -> int:
     p.add_argument("--gc-off", action="store_true", help="disable Python's cyclic garbage collector for the run")
     p.add_argument("--bare", action="store_true",
                    help="also time a bare SimPy model of the same number of events (the per-event ratio)")
+    p.add_argument("--fading-timers", action="store_true",
+                   help="time the fading's parts inside the loop (the radio's uplink transfers, the fading's Python "
+                        "around the kernel, the kernel, the refills of the normal buffers): perf_counter around "
+                        "each call (this checkout's code only)")
     p.add_argument("--profile-write", type=int, metavar="N", default=0,
                    help="profile write_simulation and print its N costliest calls (cumulative)")
     args = p.parse_args(argv)
@@ -62,11 +94,15 @@ def main(argv=None) -> int:
         import gc
 
         gc.disable()
+    timers = _time_fading_parts() if args.fading_timers else None
     start = time.perf_counter()
     res = simulate(scenario, profile_source="analytic", allocation="equal-share", progress=False)
     simulated = time.perf_counter()
     print(f"simulate {simulated - start:.1f} s (event loop {res.wall_s:.2f} s, {res.events} events, "
           f"{1e6 * res.wall_s / res.events:.2f} us an event)", flush=True)
+    if timers is not None:
+        for name, (total, calls) in timers.items():
+            print(f"  {name}: {total:.2f} s in {calls} calls", flush=True)
     if args.bare:
         from fsllm_sim.benchmarks.engine import bare_simpy_s  # in checkouts since the engine benchmark
 

@@ -151,7 +151,7 @@ def timeline_benchmark(clients: int = 1000, chunks: int = 8) -> dict:
     first = int(timeline.moving[0])
     steps = 0
     start = time.perf_counter()
-    while steps < chunks * 1024:  # gain_of_steps extends the timeline to the step asked for, chunk by chunk
+    while steps < chunks * 1024:  # gain_of_steps extends the timeline (in its own chunks) to the step asked
         steps += 1024
         timeline.forget_before((steps - 1024) * timeline.step_s)
         timeline.gain_of_steps(first, steps, 1)

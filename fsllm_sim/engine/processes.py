@@ -391,8 +391,8 @@ def split_iterations(p: Protocol, t: int, k: int):
 def _static_split_iterations(p: Protocol, t: int, k: int):
     """:func:`split_iterations` in a world that does not change (nothing interrupts a phase, no battery is
     followed): the same timeouts in the same order and the same trace rows as :func:`device_compute`,
-    :func:`uplink` and :func:`downlink` in sequence, written out in one generator (an event here costs a third
-    less than through the nested ones)."""
+    :func:`uplink` and :func:`downlink` in sequence, written out in one generator (no nested generators to
+    resume at each event)."""
     env, backend, server, radio = p.env, p.backend, p.server, p.radio
     timeout, add = env.timeout, p.trace.rows.append
     c = p.client_ids[k]
