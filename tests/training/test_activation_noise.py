@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from test_device import GOLDEN, _cfg
+from test_device import _cfg, assert_losses_of_before
 from training_helpers import learnable_batch, make_fake_data
 
 from fsllm_sim.config import problem_fingerprint, scenario_from_dict
@@ -54,9 +54,7 @@ def test_sigma_zero_is_the_run_without_the_field_bit_for_bit():
     default = run_federated_training(_cfg(), data=make_fake_data(2, 16), progress=False)
     zero = run_federated_training(_cfg(activation_noise_sigma=0.0), data=make_fake_data(2, 16), progress=False)
     assert torch.equal(_losses(default), _losses(zero))
-    val, train = GOLDEN["fp16"]  # the losses of before the defence existed
-    assert [x.hex() for x in map(float, zero.val_losses)] == val
-    assert [x.hex() for x in map(float, zero.train_losses)] == train
+    assert_losses_of_before(zero, "fp16")  # the losses of before the defence existed
     assert all(c.noise_generator is None for c in _system(0.0).clients)  # no generator without noise
 
 
