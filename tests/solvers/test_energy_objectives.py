@@ -57,17 +57,19 @@ def test_weighted_with_zero_weight_is_the_delay_optimum_exactly():
         assert exact.objective_s == pytest.approx(solvers.solve(delay, "exact").objective_s, rel=1e-12)
 
 
-def test_bcd_is_within_one_percent_of_the_exhaustive_optimum_on_100_instances():
-    """100 random instances, weighted and budgeted, with and without per-client splits."""
+@pytest.mark.parametrize("part", range(2))
+def test_bcd_is_within_one_percent_of_the_exhaustive_optimum_on_100_instances(part):
+    """100 random instances, weighted and budgeted, with and without per-client splits, in two parts of 50
+    (each part within one percent on average, so the whole set too) that make test's two workers share."""
     gaps = []
-    for seed in range(100):
+    for seed in range(50 * part, 50 * (part + 1)):
         objective = ("weighted", "delay-under-energy")[seed % 2]
         p = instance(1000 + seed, objective=objective, per_client=(seed // 2) % 2 == 1)
         bcd = solvers.solve(p, "bcd")
         exact = solvers.solve(p, "exact")
         assert bcd.objective_s >= exact.objective_s * (1 - 1e-9)  # the oracle is never beaten
         gaps.append(bcd.objective_s / exact.objective_s - 1)
-    assert len(gaps) == 100
+    assert len(gaps) == 50
     assert np.mean(gaps) <= 0.01, (np.mean(gaps), np.max(gaps))
 
 
