@@ -35,7 +35,7 @@ run: setup
 	$(VENV)/bin/fsllm-sim run $(SCENARIO)
 
 # Two workers (pytest-xdist): most tests are single-threaded Python (solvers, SimPy), so the 2-core CI box
-# runs the suite in 396 s instead of 685 s (AMD EPYC, 2 cores); each worker keeps torch at one thread.
+# runs the suite in 374 s instead of 685 s (AMD EPYC, 2 cores); each worker keeps torch at one thread.
 TEST_WORKERS ?= 2
 
 test: setup
