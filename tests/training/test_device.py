@@ -31,7 +31,8 @@ def _cfg(**kw):
 
 # Produced by the training code before the device option existed (commit 3e460e6), on the development machine.
 # Their last bits depend on the CPU's SIMD kernels (CI's machine and an AMD EPYC give other bits than the Xeon that
-# recorded them, at most 1.5e-6 nats away over these three rounds), so the pin holds to GOLDEN_TOL across machines and bit for bit between runs on one machine.
+# recorded them, at most 1.5e-6 nats away over these three rounds), so the pin holds to GOLDEN_TOL across machines;
+# two runs on one machine agree bit for bit.
 GOLDEN = {
     "fp16": (["0x1.8fb72aaaaaaabp+2", "0x1.8e48dbbbbbbbcp+2", "0x1.8b44377777777p+2", "0x1.8a30622222222p+2"],
              ["0x1.8fc1545555555p+2", "0x1.8d26ee5555555p+2", "0x1.8c279a0000000p+2"]),
@@ -50,7 +51,7 @@ def assert_losses_of_before(result, precision):
 
 
 @pytest.mark.parametrize("precision", sorted(GOLDEN))
-def test_cpu_float32_reproduces_the_losses_of_before_bit_for_bit(precision):
+def test_explicit_cpu_float32_is_the_default_bit_for_bit_and_the_losses_of_before(precision):
     default, explicit = (run_federated_training(cfg, data=make_fake_data(2, 16), progress=False) for cfg in (
         _cfg(activation_precision=precision), _cfg(activation_precision=precision, device="cpu", dtype="float32")))
     assert [float(x).hex() for x in explicit.val_losses] == [float(x).hex() for x in default.val_losses]
