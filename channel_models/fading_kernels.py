@@ -27,24 +27,10 @@ says so once).
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
-try:  # pragma: no cover - which branch runs depends on the install
-    from numba import njit
-    COMPILED = True
-except ImportError:  # pragma: no cover
-    COMPILED = False
-
-    def njit(*_args, **_kwargs):
-        def deco(func):
-            func.py_func = func
-            return func
-        return deco
-
-    warnings.warn("numba is not installed: fading blocks are integrated in pure Python (about 100x slower; "
-                  "pip install numba)", RuntimeWarning, stacklevel=2)
+from ._compiled import COMPILED, njit  # noqa: F401 (COMPILED: whether the kernels are compiled)
 
 DONE, NEED_NORMALS, FULL, UNTIL, BACKWARDS = 0, 1, 2, 3, 4  # why transfer_blocks returned
 

@@ -76,21 +76,23 @@ def breakpoint_distance_m(scenario: str, fc_ghz, h_bs_m, h_ut_m):
 
 def _uma(d2, d3, fc, hbs, hut, los):
     d_bp = breakpoint_distance_m("uma", fc, hbs, hut)
-    pl1 = 28.0 + 22.0 * np.log10(d3) + 20.0 * np.log10(fc)
-    pl2 = (28.0 + 40.0 * np.log10(d3) + 20.0 * np.log10(fc)
+    lg_d3, lg_fc = np.log10(d3), np.log10(fc)  # once: a moving client's timeline evaluates this every step
+    pl1 = 28.0 + 22.0 * lg_d3 + 20.0 * lg_fc
+    pl2 = (28.0 + 40.0 * lg_d3 + 20.0 * lg_fc
            - 9.0 * np.log10(d_bp**2 + (hbs - hut) ** 2))
     pl_los = np.where(d2 <= d_bp, pl1, pl2)
-    pl_nlos = 13.54 + 39.08 * np.log10(d3) + 20.0 * np.log10(fc) - 0.6 * (hut - 1.5)
+    pl_nlos = 13.54 + 39.08 * lg_d3 + 20.0 * lg_fc - 0.6 * (hut - 1.5)
     return np.where(los, pl_los, np.maximum(pl_los, pl_nlos))
 
 
 def _umi(d2, d3, fc, hbs, hut, los):
     d_bp = breakpoint_distance_m("umi", fc, hbs, hut)
-    pl1 = 32.4 + 21.0 * np.log10(d3) + 20.0 * np.log10(fc)
-    pl2 = (32.4 + 40.0 * np.log10(d3) + 20.0 * np.log10(fc)
+    lg_d3, lg_fc = np.log10(d3), np.log10(fc)
+    pl1 = 32.4 + 21.0 * lg_d3 + 20.0 * lg_fc
+    pl2 = (32.4 + 40.0 * lg_d3 + 20.0 * lg_fc
            - 9.5 * np.log10(d_bp**2 + (hbs - hut) ** 2))
     pl_los = np.where(d2 <= d_bp, pl1, pl2)
-    pl_nlos = 35.3 * np.log10(d3) + 22.4 + 21.3 * np.log10(fc) - 0.3 * (hut - 1.5)
+    pl_nlos = 35.3 * lg_d3 + 22.4 + 21.3 * lg_fc - 0.3 * (hut - 1.5)
     return np.where(los, pl_los, np.maximum(pl_los, pl_nlos))
 
 

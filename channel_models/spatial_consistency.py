@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ._compiled import njit
 from ._validation import check_choice, check_nonnegative, check_positive, check_range
 from .errors import ValidityRangeError
 
@@ -56,15 +57,20 @@ def correlated_gaussian_step(rng: np.random.Generator, z_prev, moved_m, correlat
 def correlated_gaussian_path(z_prev, rho, w) -> np.ndarray:
     """n steps of the same process at once: rows z_1 .. z_n (n, m) from z_prev (m,), the step correlations
     rho (n, m) (:func:`path_correlation`) and the innovations w (n, m); equal to n calls of
-    :func:`correlated_gaussian_step` drawing those w."""
-    z = np.array(z_prev, dtype=float)
-    rho = np.asarray(rho, dtype=float)
+    :func:`correlated_gaussian_step` drawing those w (the same operations, so the same bits)."""
+    rho = np.ascontiguousarray(rho, dtype=float)
     scale = np.sqrt(np.clip(1.0 - rho * rho, 0.0, None)) * np.asarray(w, dtype=float)
     out = np.empty(rho.shape)
-    for j in range(rho.shape[0]):
-        z = rho[j] * z + scale[j]
-        out[j] = z
+    _recursion(np.array(z_prev, dtype=float), rho, scale, out)
     return out
+
+
+@njit(cache=True)
+def _recursion(z, rho, scale, out):  # pragma: no cover - compiled (tested against correlated_gaussian_step)
+    for j in range(rho.shape[0]):
+        for i in range(rho.shape[1]):
+            z[i] = rho[j, i] * z[i] + scale[j, i]
+            out[j, i] = z[i]
 
 
 def gaussian_for_state(rng: np.random.Generator, is_true, probability) -> np.ndarray:

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 import channel_models as cm
-from channel_models.mobility import RandomDirection, RandomWaypoint, TracePath, interpolate_path
+from channel_models.mobility import RandomDirection, RandomWaypoint, TracePath, interpolate_paths
 from channel_models.spatial_consistency import (correlated_gaussian_path, gaussian_for_state,
                                                 los_correlation_distance_m, los_from_gaussian,
                                                 path_correlation)
@@ -147,12 +147,25 @@ class LargeScaleTimeline:
                      env.large_scale_gain[mv][None])
 
     def _speeds(self, times: np.ndarray) -> np.ndarray:
-        out = np.empty((times.size, self.moving.size))
+        return self._interpolate(times)[1]
+
+    def _interpolate(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (n, m, 2) and speeds (n, m) of the moving clients at ``times`` (one compiled pass over every
+        path's knots from the last one at or before times[0])."""
         horizon = float(times[-1]) + self.step_s
-        for i, c in enumerate(self.moving):
+        ts, xys = [], []
+        for c in self.moving:
             t, xy = self.paths[int(c)].knots_until(horizon)
-            out[:, i] = interpolate_path(t, xy, times)[1]
-        return out
+            j = max(int(np.searchsorted(t, times[0], side="right")) - 1, 0)
+            ts.append(t[j:])
+            xys.append(xy[j:])
+        first = np.zeros(len(ts) + 1, dtype=np.int64)
+        np.cumsum([t.size for t in ts], out=first[1:])
+        out_xy = np.empty((times.size, self.moving.size, 2))
+        out_speed = np.empty((times.size, self.moving.size))
+        interpolate_paths(np.concatenate(ts), np.concatenate(xys), first, np.ascontiguousarray(times, dtype=float),
+                          out_xy, out_speed)
+        return out_xy, out_speed
 
     def _append(self, xy, speed, los, gain) -> None:
         n = xy.shape[0]
@@ -183,17 +196,12 @@ class LargeScaleTimeline:
 
     def _extend(self, last_step: int) -> None:
         """Compute every step up to ``last_step`` (in chunks)."""
-        pl, mv = self._pl, self.moving
-        m = mv.size
+        pl, m = self._pl, self.moving.size
         while self._base + self._count <= last_step:
             n0 = self._base + self._count
             n = max(self._chunk_steps, last_step + 1 - n0)
             times = np.arange(n0, n0 + n) * self.step_s
-            xy = np.empty((n, m, 2))
-            speed = np.empty((n, m))
-            for i, c in enumerate(mv):
-                t, knots = self.paths[int(c)].knots_until(float(times[-1]) + self.step_s)
-                xy[:, i], speed[:, i] = interpolate_path(t, knots, times)
+            xy, speed = self._interpolate(times)
             d = cm.distances_2d_m(xy)
             prev = np.concatenate([self._last_xy[None], xy[:-1]])
             moved = np.hypot(xy[..., 0] - prev[..., 0], xy[..., 1] - prev[..., 1])

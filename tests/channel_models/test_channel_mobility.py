@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from channel_models.errors import ValidityRangeError
-from channel_models.mobility import RandomDirection, RandomWaypoint, TracePath, interpolate_path
+from channel_models.mobility import RandomDirection, RandomWaypoint, TracePath, interpolate_path, interpolate_paths
 
 R, R0 = 300.0, 35.0
 
@@ -87,3 +87,26 @@ def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValidityRangeError) as info:
         RandomWaypoint(np.random.default_rng(0), (100.0, 0.0), **args)
     assert name in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_many_paths_at_once_equal_one_path_at_a_time_bit_for_bit(compiled):
+    """Rule: interpolate_paths (compiled, and its Python twin) gives interpolate_path's positions and speeds
+    exactly, for random legs with pauses, a trace with two knots at one time, a one-knot path, and times before,
+    at and after the knots."""
+    rng = np.random.default_rng(7)
+    walker = RandomWaypoint(rng, [100.0, 0.0], radius_m=300.0, min_distance_m=35.0, speed_range_mps=(0.5, 9.0),
+                            pause_s=3.0)
+    paths = [walker.knots_until(400.0),
+             (np.array([5.0, 10.0, 10.0, 30.0]), np.array([[50.0, 0.0], [60.0, 0.0], [70.0, 5.0], [70.0, 5.0]])),
+             (np.array([2.0]), np.array([[0.0, 40.0]]))]
+    times = np.sort(np.concatenate([rng.uniform(0.0, 450.0, 500), paths[0][0][:20], [0.0, 5.0, 10.0, 30.0]]))
+    first = np.cumsum([0] + [t.size for t, _ in paths])
+    xy = np.full((times.size, len(paths), 2), np.nan)
+    speed = np.full((times.size, len(paths)), np.nan)
+    fn = interpolate_paths if compiled else interpolate_paths.py_func
+    fn(np.concatenate([t for t, _ in paths]), np.concatenate([k for _, k in paths]), first, times, xy, speed)
+    for i, (t, knots) in enumerate(paths):
+        want_xy, want_speed = interpolate_path(t, knots, times)
+        np.testing.assert_array_equal(xy[:, i], want_xy)
+        np.testing.assert_array_equal(speed[:, i], want_speed)

@@ -6,7 +6,8 @@ from scipy import stats
 from scipy.special import ndtr
 
 from channel_models.errors import ValidityRangeError
-from channel_models.spatial_consistency import (correlated_gaussian_step, gaussian_for_state,
+from channel_models.spatial_consistency import (correlated_gaussian_path, correlated_gaussian_step,
+                                                gaussian_for_state,
                                                 los_correlation_distance_m, los_from_gaussian, path_correlation)
 
 N = 20_000  # independent clients walking the same kind of path
@@ -58,3 +59,20 @@ def test_los_state_correlation_distances_of_table_7_6_3_1_2():
     assert [los_correlation_distance_m(s) for s in ("uma", "umi", "rma")] == [50.0, 50.0, 60.0]
     with pytest.raises(ValidityRangeError):
         los_correlation_distance_m("log-distance")
+
+
+def test_the_compiled_path_equals_one_step_at_a_time_bit_for_bit():
+    """Rule: correlated_gaussian_path (its recursion compiled) gives the bits of n calls of
+    correlated_gaussian_step drawing the same innovations, pauses (no movement) included."""
+    moved = np.random.default_rng(3).uniform(0.0, 2.0, (300, 40))
+    moved[100:120] = 0.0
+    z0 = np.random.default_rng(4).standard_normal(40)
+    rng = np.random.default_rng(5)
+    z, want = z0, []
+    for row in moved:
+        z = correlated_gaussian_step(rng, z, row, 13.0)
+        want.append(z)
+    w = np.random.default_rng(5).standard_normal((300, 40))
+    got = correlated_gaussian_path(z0, np.exp(-moved / 13.0), w)
+    np.testing.assert_array_equal(got, np.array(want))
+    np.testing.assert_array_equal(z0, np.random.default_rng(4).standard_normal(40))  # z_prev is not written
