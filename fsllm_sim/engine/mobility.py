@@ -93,11 +93,10 @@ class LargeScaleTimeline:
         # a chunk of steps costs one path interpolation per client: fewer, longer chunks when many move
         self._chunk_steps = int(min(4096, max(CHUNK_STEPS, (1 << 20) // max(m, 1))))
         # the computed steps base .. base + count - 1, in buffers that grow by doubling; steps before
-        # forget_before() are dropped (nothing asks for the past once a round has started)
+        # forget_before() are dropped (nothing asks for the past once a round has started). Only what the radio
+        # reads is kept per step (gain, speed: 16 bytes a client); positions and LOS only on the recorded steps
         self._base, self._count = 0, 0
-        self._xy = np.empty((0, m, 2))
         self._speed = np.empty((0, m))
-        self._los = np.empty((0, m), dtype=bool)
         self._gain = np.empty((0, m))
         self._forget_step = 0
         record = scenario.mobility.record_every_s
@@ -177,7 +176,7 @@ class LargeScaleTimeline:
             drop = keep_from - self._base
             live = self._count - drop
             grow = 2 * (live + n) > self._gain.shape[0]
-            for name in ("_xy", "_speed", "_los", "_gain"):
+            for name in ("_speed", "_gain"):
                 old = getattr(self, name)
                 if grow:
                     new = np.empty((2 * (live + n),) + old.shape[1:], dtype=old.dtype)
@@ -187,7 +186,7 @@ class LargeScaleTimeline:
                     old[:live] = old[drop:self._count]  # numpy copies overlapping slices correctly
             self._base, self._count = keep_from, live
         rows = slice(self._count, self._count + n)
-        self._xy[rows], self._speed[rows], self._los[rows], self._gain[rows] = xy, speed, los, gain
+        self._speed[rows], self._gain[rows] = speed, gain
         self._count += n
         steps = np.arange(first, first + n)
         pick = steps % self.record_stride == 0

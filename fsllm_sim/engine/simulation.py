@@ -7,7 +7,6 @@ returns a :class:`SimulationResult` with the trace, the rates the radio used and
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ..seeding import stream
 from .allocation import make_policy
 from .backends import AnalyticBackend, TorchBackend
 from .channel_log import CHANNEL_LOGS, summary_from_blocks
+from .collector import loop_collector
 from .energy_account import EnergyAccount, account
 from .processes import Protocol
 from .radio import Radio
@@ -351,25 +351,17 @@ def simulate(scenario, *, allocation: str | None = None, training: str | None = 
     wall_start = time.perf_counter()
     coordinator = protocol.start_processes()
     events = 0
-    # Everything alive now (imported libraries, the world, the model) lives through the loop: frozen, the cyclic
-    # collector's full passes skip it and scan only what the loop creates (a third of the event loop at
-    # K = 10,000 went to those passes), and young collections come every 50,000 allocations rather than 700 (the
-    # loop allocates a few objects per event, nearly all freed by reference counting). Both undone after the loop.
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
     try:
-        # step by step rather than env.run(): the same loop, and it counts the events processed; a changing
-        # world ends with the coordinator (availability timelines would run on for ever)
-        step = sim_env.step
-        while not (dynamic and coordinator.triggered):
-            step()
-            events += 1
+        with loop_collector():  # the collector's settings for the loop (collector.py says why)
+            # step by step rather than env.run(): the same loop, and it counts the events processed; a changing
+            # world ends with the coordinator (availability timelines would run on for ever)
+            step = sim_env.step
+            while not (dynamic and coordinator.triggered):
+                step()
+                events += 1
     except simpy.core.EmptySchedule:
         pass
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
         if bar is not None:
             bar.close()
     if coordinator.triggered and not coordinator.ok:  # e.g. an allocation the problem refuses: its own error
