@@ -90,7 +90,7 @@ class LargeScaleTimeline:
         pl = scenario.channel.path_loss
         self._pl = pl
         m = self.moving.size
-        # a chunk of steps costs one path interpolation per client: fewer, longer chunks when many move
+        # a chunk costs one knots lookup per client, then one compiled pass: fewer, longer chunks when many move
         self._chunk_steps = int(min(4096, max(CHUNK_STEPS, (1 << 20) // max(m, 1))))
         # the computed steps base .. base + count - 1, in buffers that grow by doubling; steps before
         # forget_before() are dropped (nothing asks for the past once a round has started). Only what the radio
