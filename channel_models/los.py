@@ -42,9 +42,9 @@ def los_probability(scenario: str, d_2d_m, h_ut_m=1.5):
     d_safe = np.maximum(d, 18.0)
     decay_m = 36.0 if scenario == "umi" else 63.0
     base = 18.0 / d_safe + np.exp(-d_safe / decay_m) * (1.0 - 18.0 / d_safe)
-    if scenario == "uma" and np.any(h > 13.0):  # C'(h_UT) = 0 up to 13 m: the factor is exactly 1 there
-        base = base * (1.0 + _c_prime(h) * 1.25 * (d_safe / 100.0) ** 3 * np.exp(-d_safe / 150.0))
     if scenario == "uma":
+        if np.any(h > 13.0):  # C'(h_UT) = 0 up to 13 m: the factor is exactly 1 there
+            base = base * (1.0 + _c_prime(h) * 1.25 * (d_safe / 100.0) ** 3 * np.exp(-d_safe / 150.0))
         base = np.minimum(base, 1.0)
     return np.where(d <= 18.0, 1.0, base)
 

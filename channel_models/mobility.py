@@ -220,10 +220,11 @@ def interpolate_paths(knot_t, knot_xy, first, times_s, out_xy, out_speed):  # pr
             dx = knot_xy[j + 1, 0] - knot_xy[j, 0]
             dy = knot_xy[j + 1, 1] - knot_xy[j, 1]
             out_speed[k, i] = math.hypot(dx, dy) / dt if dt > 0 else 0.0
+            if knot_t[j] == q:
+                out_xy[k, i, 0] = knot_xy[j, 0]
+                out_xy[k, i, 1] = knot_xy[j, 1]
+                continue
             for c in range(2):
-                if knot_t[j] == q:
-                    out_xy[k, i, c] = knot_xy[j, c]
-                    continue
                 slope = (knot_xy[j + 1, c] - knot_xy[j, c]) / dt
                 v = slope * (q - knot_t[j]) + knot_xy[j, c]
                 if math.isnan(v):

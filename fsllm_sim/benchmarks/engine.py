@@ -114,6 +114,18 @@ def scale_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int = 
             "fading_blocks": res.fading_blocks}
 
 
+def changing_world(off, deadline_s: float, *, downlink_fading: bool = True):
+    """The dynamic benchmark's changing world on scenario ``off``: random-waypoint pedestrians (0.5-1.5 m/s), Markov
+    availability (on 20 deadlines, off 5 on average), deadline rounds, and a fading downlink unless told."""
+    channel = off.channel
+    if downlink_fading:
+        channel = replace(channel, downlink=replace(channel.downlink, fading="fading"))
+    return replace(off, mobility=replace(off.mobility, model="random-waypoint", speed_min_mps=0.5, speed_max_mps=1.5),
+                   availability=replace(off.availability, model="markov", mean_on_s=20.0 * deadline_s,
+                                        mean_off_s=5.0 * deadline_s),
+                   round=replace(off.round, policy="deadline", deadline_s=deadline_s), channel=channel)
+
+
 def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int = 20) -> dict:
     """Wall time of the scale run with mobility, Markov availability, a deadline and downlink fading on, and
     with them off, measured side by side."""
@@ -122,23 +134,18 @@ def dynamic_benchmark(clients: int = 1000, subchannels: int = 1024, rounds: int 
     from ..engine.world import build_world
 
     off = scale_scenario(clients, subchannels, rounds)
-    channel = off.channel
     world = build_world(off, profile_source="analytic", progress=False)
     res_off = simulate(off, profile_source="analytic", allocation="equal-share", world=world)
     # a deadline that bites: 80 % of the clients' uploads of round 1 (all off) arrive within it; clients on
     # for 20 deadlines and off for 5 on average (on 80 % of the time; a round loses a few percent to drops)
     first = res_off.rounds[0]
     deadline = float(np.quantile([t - first.start_s for t in first.upload_end_s.values()], 0.8))
-    on = replace(off, mobility=replace(off.mobility, model="random-waypoint", speed_min_mps=0.5, speed_max_mps=1.5),
-                 availability=replace(off.availability, model="markov", mean_on_s=20.0 * deadline,
-                                      mean_off_s=5.0 * deadline),
-                 round=replace(off.round, policy="deadline", deadline_s=deadline),
-                 channel=replace(channel, downlink=replace(channel.downlink, fading="fading")))
+    on = changing_world(off, deadline)
     res_on = simulate(on, profile_source="analytic", allocation="equal-share", world=world)
     on_summary = res_on.summary()
     # the same changing world with a static downlink: what the engine's changing-world machinery costs apart
     # from the fading blocks that a fading downlink adds (its transfers are long here: B_dl / K per client)
-    static_dl = replace(on, channel=channel)
+    static_dl = changing_world(off, deadline, downlink_fading=False)
     res_static_dl = simulate(static_dl, profile_source="analytic", allocation="equal-share", world=world)
     return {"clients": clients, "rounds": rounds, "wall_s_off": res_off.wall_s, "wall_s_on": res_on.wall_s,
             "ratio": res_on.wall_s / res_off.wall_s, "events_off": res_off.events, "events_on": res_on.events,

@@ -142,11 +142,8 @@ class LargeScaleTimeline:
         z_now = np.where(std0 > 0, env.shadowing_db[mv] / np.where(std0 > 0, std0, 1.0), z_other[0])
         self._z_shadow = {True: np.where(los0, z_now, z_other[1]), False: np.where(los0, z_other[0], z_now)}
         self._last_xy = env.positions_m[mv].copy()
-        self._append(env.positions_m[mv][None], self._speeds(np.array([0.0])), los0[None],
+        self._append(env.positions_m[mv][None], self._interpolate(np.array([0.0]))[1], los0[None],
                      env.large_scale_gain[mv][None])
-
-    def _speeds(self, times: np.ndarray) -> np.ndarray:
-        return self._interpolate(times)[1]
 
     def _interpolate(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions (n, m, 2) and speeds (n, m) of the moving clients at ``times`` (one compiled pass over every
