@@ -15,7 +15,7 @@ correlated case of a coherence bandwidth stays in numpy):
   draw (uniform on [0, 2 pi) by circular symmetry);
 * observing the last observed block again returns it and draws nothing.
 
-Normals come from the client's buffer ``z`` (filled from its own seeded stream, :func:`fill_normals`), read in
+Normals come from the client's buffer ``z`` (filled from its own seeded stream by numpy), read in
 order from ``pos``: per block and subchannel, (Re w, Im w), and two more before them when the subchannel is fresh
 (its phase; not after a state forgotten by ``release``, which keeps the phase). Everything else is
 deterministic, so a rerun draws the same numbers.
@@ -33,14 +33,6 @@ import numpy as np
 from ._compiled import COMPILED, njit  # noqa: F401 (COMPILED: whether the kernels are compiled)
 
 DONE, NEED_NORMALS, FULL, UNTIL, BACKWARDS = 0, 1, 2, 3, 4  # why transfer_blocks returned
-
-
-@njit(cache=True)
-def fill_normals(rng, out):  # pragma: no cover - compiled (its twin is tested)
-    """out[:] = standard normals from ``rng`` (numpy's own algorithm and stream: the same numbers as
-    ``rng.standard_normal(out.size)``)."""
-    for i in range(out.size):
-        out[i] = rng.standard_normal()
 
 
 @njit(cache=True)
@@ -155,17 +147,19 @@ def transfer_blocks(z, pos, idx, last, state, rho, c_one, amp, spec_amp, scale, 
     scale (S,): p_i / (N0 B_i) times the large-scale gain, which is ``gains[0]`` for every block when ``gains`` has
     one entry, else ``gains[b]`` for the b-th block of this call. bw_ln2 (S,): B_i / ln 2. rate_thr, snr_thr: the
     outage thresholds (< 0: none). Writes each block's rate [bit/s] (and its count of subchannels in outage, and
-    the diffuse parts reached, (n, S, 2), when those arrays are not empty) and returns
-    (status, pos, blocks_done, end_s, delivered); BACKWARDS: a subchannel was observed after ``block``."""
+    the diffuse parts reached, (n, S, 2), when those arrays are not empty; an empty ``rates_out`` records nothing
+    and never fills) and returns (status, pos, blocks_done, end_s, delivered); BACKWARDS: a subchannel was observed
+    after ``block``."""
     s = idx.size
     h = np.empty((s, 2))
     per_block = gains.size > 1
     keep_dead = dead_out.size > 0
     keep_diffuse = diffuse_out.shape[0] > 0
+    keep_rates = rates_out.size > 0
     cap = rates_out.size
     n = 0
     while True:
-        if n == cap:
+        if keep_rates and n == cap:
             return FULL, pos, n, 0.0, delivered
         if n == 0:  # the first block of the call may skip, repeat a block or start a subchannel
             new_pos = _advance_block(z, pos, idx, last, state, block, rho, c_one, amp, spec_amp, h, False)
@@ -198,7 +192,8 @@ def transfer_blocks(z, pos, idx, last, state, rho, c_one, amp, spec_amp, scale, 
                 r = 0.0
                 dead += 1
             rate += r
-        rates_out[n] = rate
+        if keep_rates:
+            rates_out[n] = rate
         if keep_dead:
             dead_out[n] = dead
         if keep_diffuse:
@@ -223,11 +218,12 @@ def _one_subchannel(z, pos, j, last, state, rho, c_one, scale, bw_ln2, block, st
     order."""
     d_re, d_im = state[j, 0], state[j, 1]
     s_re, s_im = state[j, 2], state[j, 3]
+    keep_rates = rates_out.size > 0
     cap = rates_out.size
     status = DONE
     end = 0.0
     while True:
-        if n == cap:
+        if keep_rates and n == cap:
             status = FULL
             break
         if pos + 2 > z.size:
@@ -241,7 +237,8 @@ def _one_subchannel(z, pos, j, last, state, rho, c_one, scale, bw_ln2, block, st
         h_im = d_im + s_im
         snr = (h_re * h_re + h_im * h_im) * scale
         rate = math.log1p(snr) * bw_ln2
-        rates_out[n] = rate
+        if keep_rates:
+            rates_out[n] = rate
         last_block, total, ends, end = _step(block, start_s, block_s, stop_block, until_s, bits, delivered, rate)
         n += 1
         if ends:
@@ -256,3 +253,21 @@ def _one_subchannel(z, pos, j, last, state, rho, c_one, scale, bw_ln2, block, st
     state[j, 0] = d_re
     state[j, 1] = d_im
     return status, pos, n, end, delivered
+
+
+# what a transfer at one large-scale gain that records nothing passes (from Python: a compiled kernel builds its own)
+ONE_GAIN = np.ones(1)
+NO_RATES = np.empty(0)
+NO_DEAD = np.empty(0, dtype=np.int64)
+NO_DIFFUSE = np.empty((0, 1, 2))
+NO_STOP = 1 << 62  # the stop block of a transfer that runs until its bits have arrived
+
+
+@njit(cache=True)
+def transfer_end(z, pos, idx, last, state, rho, c_one, amp, spec_amp, scale, bw_ln2, block, start_s, block_s, bits,
+                 delivered):  # pragma: no cover - compiled (its twin is tested)
+    """:func:`transfer_blocks` at a fixed large-scale gain (in ``scale``), with no outage, no ``until_s`` and nothing
+    recorded: the end time alone, from fewer arguments (the static world's hot path, one call a transfer)."""
+    return transfer_blocks(z, pos, idx, last, state, rho, c_one, amp, spec_amp, scale, bw_ln2, np.ones(1), block,
+                           start_s, block_s, bits, delivered, math.inf, NO_STOP, -1.0, -1.0, np.empty(0),
+                           np.empty(0, dtype=np.int64), np.empty((0, 1, 2)))

@@ -58,12 +58,9 @@ def _child_rng(seed_sequence: np.random.SeedSequence, client: int) -> np.random.
     return np.random.Generator(np.random.PCG64(child))
 
 
-MIN_NORMALS = 4096  # a client's normal buffer is refilled by at least this many (one refill per few transfers)
+MIN_NORMALS = 1024  # a client's normal buffer holds this many (one refill per few transfers; 8 KiB of fresh memory a client)
 _EMPTY = np.empty(0)
 _EMPTY.flags.writeable = False
-_EMPTY_DEAD = np.empty(0, dtype=np.int64)
-_EMPTY_DIFFUSE = np.empty((0, 1, 2))
-_UNIT_GAIN = np.ones(1)
 
 
 class _Client:
@@ -111,10 +108,7 @@ class _Client:
         else:
             z = np.empty(max(MIN_NORMALS, need))
             z[:rest.size] = rest
-        if kernels.COMPILED:
-            kernels.fill_normals(self.rng, z[rest.size:])
-        else:
-            z[rest.size:] = self.rng.standard_normal(z.size - rest.size)
+        self.rng.standard_normal(out=z[rest.size:])  # numpy's own fill: no per-call cost of handing numba the rng
         self.z, self.pos = z, 0
 
 
@@ -149,7 +143,6 @@ class ObservedFading:
             bw = broadcast_to_shape(where, "subchannel_bandwidth_hz", subchannel_bandwidth_hz, (s,))
             self._factor = subchannel_correlation_factor(bw, coherence_bandwidth_hz)
         self._clients: dict[int, _Client] = {}  # independent subchannels
-        self._scratch = np.empty(0)  # rates of a transfer whose segments are not kept
         # correlated subchannels (a coherence bandwidth): the whole band per client, in numpy
         self._recent: dict[int, tuple] = {}  # per client: (first_block, cols, diffuse) of its latest draw
         self._rng: dict[int, np.random.Generator] = {}
@@ -305,19 +298,9 @@ class ObservedFading:
         if c is not None:
             c.coeffs = None
 
-    def transfer(self, client: int, subs: np.ndarray, power_w: np.ndarray, bandwidth_hz: np.ndarray,
-                 large_scale_gain: float, noise_psd_w_per_hz: float, start_s: float, bits: float, *,
-                 chunk_blocks: int | None = None, segments: bool = True, gain_of_blocks=None, outage=None,
-                 until_s: float | None = None, end_only: bool = False):
-        """:func:`transfer_over_blocks` on independent subchannels (checked arguments, bits > 0, subs not empty),
-        in the compiled kernel: blocks are drawn up to the one where the transfer ends and no further. With
-        ``end_only`` (no segments, no ``until_s``) it returns the end time alone (the static world's hot path)."""
-        c = self._clients.get(client)
-        if c is None:
-            c = self._client(int(client))
-        tc = self.block_s
-        n0 = block_index(start_s, tc)
-        gain = None if gain_of_blocks is not None else large_scale_gain
+    def _link(self, c: _Client, subs, power_w, bandwidth_hz, gain, noise_psd_w_per_hz) -> tuple:
+        """The client's link in use: (subs, power, bandwidth, gain, scale, B / ln 2, state rows, mean-gain rate),
+        derived once per link (its arrays are fixed for a round, so they are its key)."""
         link = c.link
         if link is None or link[0] is not subs or link[1] is not power_w or link[2] is not bandwidth_hz or \
                 link[3] != gain:
@@ -328,6 +311,55 @@ class ObservedFading:
             bw_ln2 = bandwidth_hz / _LN2
             mean_rate = float(np.dot(bw_ln2, np.log1p(scale)))  # at the scale's gain (1 for a moving client)
             link = c.link = (subs, power_w, bandwidth_hz, gain, scale, bw_ln2, c.rows(subs), mean_rate)
+        return link
+
+    def transfer_end_s(self, client: int, subs: np.ndarray, power_w: np.ndarray, bandwidth_hz: np.ndarray,
+                       large_scale_gain: float, noise_psd_w_per_hz: float, start_s: float, bits: float) -> float:
+        """The end time of :meth:`transfer` at a fixed large-scale gain, without segments, outage or ``until_s``
+        (the static world's hot path: a few microseconds of Python a transfer, whatever its blocks); bits > 0 and
+        subs not empty. The same operations in the same order as :meth:`transfer`, so the same end and the same
+        state after it."""
+        c = self._clients.get(client)
+        if c is None:
+            c = self._client(int(client))
+        link = c.link
+        if link is None or link[0] is not subs or link[1] is not power_w or link[2] is not bandwidth_hz or \
+                link[3] != large_scale_gain:
+            link = self._link(c, subs, power_w, bandwidth_hz, large_scale_gain, noise_psd_w_per_hz)
+        coeffs = c.coeffs or self._coefficients(client, c)
+        tc = self.block_s
+        block = block_index(start_s, tc)
+        first, delivered = block, 0.0
+        while True:
+            # the kernel stops where the client's normals run out; refilled, it goes on from that block exactly
+            status, c.pos, done, end, delivered = kernels.transfer_end(
+                c.z, c.pos, link[6], c.last, c.state, *coeffs, link[4], link[5], block, start_s, tc, bits, delivered)
+            block += done
+            if status == kernels.DONE:
+                break
+            if status == kernels.BACKWARDS:
+                raise self._backwards(client, block, c, link[6])
+            c.ensure(4 * subs.size + 128 * subs.size)  # NEED_NORMALS: a fresh start and 64 blocks at least
+            if block - first > MAX_TRANSFER_BLOCKS:
+                raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
+                                    f"fading blocks (is every power zero?)")
+        self.blocks_drawn += (block - first) * subs.size
+        c.recent = None  # nothing of this transfer to keep
+        return float(end)
+
+    def transfer(self, client: int, subs: np.ndarray, power_w: np.ndarray, bandwidth_hz: np.ndarray,
+                 large_scale_gain: float, noise_psd_w_per_hz: float, start_s: float, bits: float, *,
+                 chunk_blocks: int | None = None, segments: bool = True, gain_of_blocks=None, outage=None,
+                 until_s: float | None = None):
+        """:func:`transfer_over_blocks` on independent subchannels (checked arguments, bits > 0, subs not empty),
+        in the compiled kernel: blocks are drawn up to the one where the transfer ends and no further."""
+        c = self._clients.get(client)
+        if c is None:
+            c = self._client(int(client))
+        tc = self.block_s
+        n0 = block_index(start_s, tc)
+        gain = None if gain_of_blocks is not None else large_scale_gain
+        link = self._link(c, subs, power_w, bandwidth_hz, gain, noise_psd_w_per_hz)
         scale, bw_ln2, rows = link[4], link[5], link[6]
         s = subs.size
         if chunk_blocks is not None:
@@ -340,7 +372,7 @@ class ObservedFading:
                 mean_rate = float(np.dot(bw_ln2, np.log1p(scale * float(gain_of_blocks(n0, 1)[0]))))
             cap = int(min(65536.0, 1.3 * bits / (mean_rate * tc) + 8)) if mean_rate > 0 else 72
         if until_s is None:
-            stop_block, until = 1 << 62, math.inf
+            stop_block, until = kernels.NO_STOP, math.inf
         else:
             stop_block, until = block_index(until_s, tc), float(until_s)
         if outage is None:
@@ -356,13 +388,11 @@ class ObservedFading:
             c.ensure(2 * s * (n + 1))
             if segments:
                 rates = np.empty(n)
-                dead = np.empty(n, dtype=np.int64) if outage is not None else _EMPTY_DEAD
+                dead = np.empty(n, dtype=np.int64) if outage is not None else kernels.NO_DEAD
                 diffuse = np.empty((n, s, 2))
-            else:
-                if self._scratch.size < n:
-                    self._scratch = np.empty(max(n, 1024))
-                rates, dead, diffuse = self._scratch, _EMPTY_DEAD, _EMPTY_DIFFUSE
-            gains = _UNIT_GAIN if gain_of_blocks is None else np.asarray(gain_of_blocks(block, n), dtype=float)
+            else:  # nothing recorded (and no cap on the blocks of one call)
+                rates, dead, diffuse = kernels.NO_RATES, kernels.NO_DEAD, kernels.NO_DIFFUSE
+            gains = kernels.ONE_GAIN if gain_of_blocks is None else np.asarray(gain_of_blocks(block, n), dtype=float)
             status, pos, done, end, delivered = kernels.transfer_blocks(  # floats (numpy scalars without numba)
                 c.z, c.pos, rows, c.last, c.state, *coeffs, scale, bw_ln2, gains, block, start_s, tc, bits,
                 delivered, until, stop_block, rate_thr, snr_thr, rates, dead, diffuse)
@@ -386,8 +416,6 @@ class ObservedFading:
         end, delivered = float(end), float(delivered)
         if not segments:
             c.recent = None  # nothing of this transfer to keep
-            if end_only:
-                return end
             return TransferResult(end, _EMPTY, _EMPTY, _EMPTY, delivered, status == kernels.DONE)
         rates = rates_parts[0] if len(rates_parts) == 1 else np.concatenate(rates_parts)
         edges = np.arange(n0, n0 + rates.size + 1) * tc

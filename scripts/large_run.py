@@ -48,9 +48,9 @@ def _time_fading_parts() -> dict:
         setattr(owner, attr, timed)
 
     wrap(radio.Radio, "transfer_end_s", "Radio.transfer_end_s (uplink transfers, all of it)")
-    wrap(observed_fading.ObservedFading, "transfer", "ObservedFading.transfer (kernel and refills included)")
-    wrap(fading_kernels, "transfer_blocks", "fading_kernels.transfer_blocks (the kernel)")
-    wrap(fading_kernels, "fill_normals", "fading_kernels.fill_normals (buffer refills)")
+    wrap(observed_fading.ObservedFading, "transfer_end_s", "ObservedFading.transfer_end_s (kernel and refills included)")
+    wrap(fading_kernels, "transfer_end", "fading_kernels.transfer_end (the kernel)")
+    wrap(observed_fading._Client, "ensure", "refills of the clients' normal buffers (numpy)")
     return timers
 
 

@@ -258,8 +258,8 @@ class Radio:
             device = int(self.client_ids[client])
             fading = self.fading[band]
             if fading.independent and not self._moving(device) and subs.size:
-                end = fading.transfer(device, subs, power, bw, self.env.large_scale_gain[device],
-                                      self.env.noise_psd_w_per_hz, start_s, bits, segments=False, end_only=True)
+                end = fading.transfer_end_s(device, subs, power, bw, self.env.large_scale_gain[device],
+                                            self.env.noise_psd_w_per_hz, start_s, bits)
                 if self.record_summary:
                     self.summary_rows.append(summary_row(device, band, start_s, end, bits))
                 return end

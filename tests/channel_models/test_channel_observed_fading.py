@@ -429,3 +429,38 @@ def test_blocks_drawn_counts_every_coefficient_drawn():
                           subchannel_bandwidth_hz=1e5)
     corr.draw(0, [1, 2], 0, 3)
     assert corr.blocks_drawn == 3 * 8
+
+
+@pytest.mark.parametrize("k_lin, s", [(0.0, 1), (K_RICIAN, 1), (0.0, 3)])
+def test_end_only_transfer_equals_the_full_transfer(monkeypatch, k_lin, s):
+    """transfer_end_s (the static world's hot path) gives the end time of transfer_over_blocks bit for bit and
+    leaves the same state: over a client's transfers with gaps between them, one restarting in the block where the
+    last ended, and transfers longer than the client's normal buffer (refilled mid-transfer; a buffer of 64
+    normals here, refilled dozens of times a transfer, must not change a bit either)."""
+    tc, fd = 1e-3, 30.0
+    power, bw = np.linspace(0.02, 0.1, s), np.full(s, 360e3)
+    subs = np.arange(s)
+    plan = [(0.0123, 2.0e6), (0.0901, 5.0e5), (None, 3.0e6), (1.5, 8.0e6), (1.5004, 1.0e4)]
+
+    def run(end_only, min_normals):
+        monkeypatch.setattr(observed_fading_module, "MIN_NORMALS", min_normals)
+        fading = ObservedFading(2, s, k_lin, fd, tc, np.random.SeedSequence(83))
+        ends, last_end = [], 0.0
+        for start, bits in plan:
+            start = last_end if start is None else max(start, last_end)
+            if end_only:
+                end = fading.transfer_end_s(1, subs, power, bw, GAIN, N0, start, bits)
+            else:
+                end = transfer_over_blocks(fading, 1, subs, power, bw, GAIN, N0, start, bits).end_s
+            ends.append(end)
+            last_end = end
+        after = fading.draw(1, subs, block_index(last_end, tc) + 7, 3)  # the state (and stream) left behind
+        return ends, after, fading.blocks_drawn
+
+    reference = run(False, 4096)
+    assert len(set(reference[0])) == len(plan) and reference[2] > 3000  # thousands of blocks over the plan
+    for end_only, min_normals in ((True, 1024), (True, 64), (False, 64)):
+        ends, after, drawn = run(end_only, min_normals)
+        assert ends == reference[0]
+        np.testing.assert_array_equal(after, reference[1])
+        assert drawn == reference[2]

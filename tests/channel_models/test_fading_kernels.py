@@ -23,7 +23,7 @@ def _compiled_then_twin(monkeypatch, name):
     compiled = getattr(kn, name)
 
     def twin(*args):
-        for helper in ("_advance_block", "_one_subchannel", "_power", "_step"):
+        for helper in ("_advance_block", "_one_subchannel", "_power", "_step", "transfer_blocks"):
             monkeypatch.setattr(kn, helper, getattr(kn, helper).py_func)
         try:
             return compiled.py_func(*args)
@@ -88,13 +88,35 @@ def test_draw_kernel_equals_its_python_twin(monkeypatch):
         np.testing.assert_array_equal(x, y)
 
 
-def test_fill_normals_is_numpys_stream():
-    a = np.random.Generator(np.random.PCG64(5))
-    b = np.random.Generator(np.random.PCG64(5))
-    out = np.empty(1001)
-    kn.fill_normals(a, out)
-    np.testing.assert_array_equal(out, b.standard_normal(1001))
-    assert a.standard_normal() == b.standard_normal()  # the generator's state moved as numpy's does
+@pytest.mark.parametrize("subs, fresh", [(1, True), (1, False), (3, False)])
+def test_end_only_kernel_equals_its_twin_and_the_recording_kernel(monkeypatch, subs, fresh):
+    """transfer_end (the static world's hot path) is transfer_blocks recording nothing: the same status, normals
+    read, blocks, end and delivered bits, and the same state left behind, compiled and as its Python twin; and
+    the normals running out mid-transfer (z of 4,000 here) stops it at a block from which a second call goes on."""
+    scale = np.linspace(1.0, 3.0, subs)
+    bw_ln2 = np.full(subs, 1e5 / math.log(2))
+    coeffs = (0.9, math.sqrt(0.5 * (1 - 0.81)) * 0.8, 0.8, 0.6)
+    bits = 3.0e5 if subs == 1 else 4.0e6  # about 200 blocks, or 1,000 blocks of 6 normals
+    out = []
+    for fn in (*_compiled_then_twin(monkeypatch, "transfer_end"), None):
+        z, idx, last, state = _case(5, subs, fresh)
+        if fn is None:  # the recording kernel
+            rates = np.empty(4000)
+            res = kn.transfer_blocks(z, 0, idx, last, state, *coeffs, scale, bw_ln2, np.ones(1), 55, 0.553, 0.01,
+                                     bits, 0.0, math.inf, kn.NO_STOP, -1.0, -1.0, rates, np.empty(0, dtype=np.int64),
+                                     np.empty((0, 1, 2)))
+        else:
+            res = fn(z, 0, idx, last, state, *coeffs, scale, bw_ln2, 55, 0.553, 0.01, bits, 0.0)
+        out.append((res, last.copy(), state.copy()))
+    for res, last, state in out[1:]:
+        assert res == out[0][0]
+        np.testing.assert_array_equal(last, out[0][1])
+        np.testing.assert_array_equal(state, out[0][2])
+    status, pos, blocks, end, delivered = out[0][0]
+    if subs == 3:  # the 4,000 normals run out first
+        assert status == kn.NEED_NORMALS and pos > 3990 and 0 < delivered < bits
+    else:
+        assert status == kn.DONE and blocks > 3 and delivered == bits and end > 0.553
 
 
 def test_going_back_in_time_is_refused_by_the_kernel_path():
