@@ -58,7 +58,9 @@ def _child_rng(seed_sequence: np.random.SeedSequence, client: int) -> np.random.
     return np.random.Generator(np.random.PCG64(child))
 
 
-MIN_NORMALS = 1024  # a client's normal buffer holds this many (one refill per few transfers; 8 KiB of fresh memory a client)
+# a client's normal buffer holds this many: a refill every few transfers, 8 KiB of fresh memory a client (a larger
+# buffer's first fill into new pages cost twice an in-place refill, and its unread rest is never used)
+MIN_NORMALS = 1024
 _EMPTY = np.empty(0)
 _EMPTY.flags.writeable = False
 

@@ -48,7 +48,8 @@ def _time_fading_parts() -> dict:
         setattr(owner, attr, timed)
 
     wrap(radio.Radio, "transfer_end_s", "Radio.transfer_end_s (uplink transfers, all of it)")
-    wrap(observed_fading.ObservedFading, "transfer_end_s", "ObservedFading.transfer_end_s (kernel and refills included)")
+    wrap(observed_fading.ObservedFading, "transfer_end_s",
+         "ObservedFading.transfer_end_s (kernel and refills included)")
     wrap(fading_kernels, "transfer_end", "fading_kernels.transfer_end (the kernel)")
     wrap(observed_fading._Client, "ensure", "refills of the clients' normal buffers (numpy)")
     return timers
