@@ -75,6 +75,7 @@ class Radio:
         self.channel_rows: list = []  # (client, band, starts_s, ends_s, rates_bps[, outage_subchannels])
         self.summary_rows: list = []  # channel_log.SUMMARY_COLUMNS (+ stall_s with an outage rule)
         self._links: dict = {}
+        self._static_fading: dict = {}  # (band, client) -> the end-time call of a static world's fading link
         self._used: dict = {}  # band -> (assignment, powers) of the links in use
         self._speed_set: dict = {}  # (fading, device) -> the speed its Doppler was last set from
         self._downlink_rate_of_gain: dict = {}  # num_served -> rate(gain) of a moving client on a static downlink
@@ -111,6 +112,17 @@ class Radio:
             for client in range(k):
                 subs = order[edges[client]:edges[client + 1]]
                 self._links[band, client] = (subs, power[subs], bw[subs], float(mean_rates[client]))
+        self._static_fading = {}
+        if self.fading is not None and not self.keep_segments and self.outage is None:
+            # the static world's uplink with fading (no segment kept, so nothing moves: see keep_segments): per link,
+            # the call that gives a transfer's end and its arguments but the start and the bits, bound once a round
+            n0 = self.env.noise_psd_w_per_hz
+            for (band, client), (subs, power, bw, _) in self._links.items():
+                fading = self.fading[band]
+                if fading.independent and subs.size:
+                    device = int(self.client_ids[client])
+                    self._static_fading[band, client] = (fading.transfer_end_s, device, subs, power, bw,
+                                                         float(self.env.large_scale_gain[device]), n0)
 
     # -- the large-scale gain of a changing world ------------------------------------------------------
 
@@ -245,23 +257,18 @@ class Radio:
 
     def transfer_end_s(self, client: int, band: str, start_s: float, bits: float) -> float:
         """When ``bits`` sent by ``client`` on ``band`` from ``start_s`` have all arrived (recorded)."""
+        static = self._static_fading.get((band, client))
+        if static is not None and bits > 0:  # the static world's hot path: only the end time is needed
+            end = static[0](*static[1:], start_s, bits)
+            if self.record_summary:
+                self.summary_rows.append(summary_row(static[1], band, start_s, end, bits))
+            return end
         if self.fading is None and self.timeline is None and self.outage is None and not self.record_rows:
             mean_rate = self._links[band, client][3]  # the closed form's constant rate
             if mean_rate > 0:
                 end = start_s + bits / mean_rate
                 if self.record_summary:
                     self.summary_rows.append(summary_row(int(self.client_ids[client]), band, start_s, end, bits))
-                return end
-        if self.fading is not None and not self.keep_segments and self.outage is None and bits > 0:
-            # the static world's hot path: only the end time is needed (and the summary row)
-            subs, power, bw, _ = self._links[band, client]
-            device = int(self.client_ids[client])
-            fading = self.fading[band]
-            if fading.independent and not self._moving(device) and subs.size:
-                end = fading.transfer_end_s(device, subs, power, bw, self.env.large_scale_gain[device],
-                                            self.env.noise_psd_w_per_hz, start_s, bits)
-                if self.record_summary:
-                    self.summary_rows.append(summary_row(device, band, start_s, end, bits))
                 return end
         res = self.send(client, band, start_s, bits)
         self.record(client, band, res, start_s=start_s, bits=bits)
