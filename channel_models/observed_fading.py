@@ -324,10 +324,7 @@ class ObservedFading:
         c = self._clients.get(client)
         if c is None:
             c = self._client(int(client))
-        link = c.link
-        if link is None or link[0] is not subs or link[1] is not power_w or link[2] is not bandwidth_hz or \
-                link[3] != large_scale_gain:
-            link = self._link(c, subs, power_w, bandwidth_hz, large_scale_gain, noise_psd_w_per_hz)
+        link = self._link(c, subs, power_w, bandwidth_hz, large_scale_gain, noise_psd_w_per_hz)
         coeffs = c.coeffs or self._coefficients(client, c)
         tc = self.block_s
         block = block_index(start_s, tc)
@@ -341,7 +338,7 @@ class ObservedFading:
                 break
             if status == kernels.BACKWARDS:
                 raise self._backwards(client, block, c, link[6])
-            c.ensure(4 * subs.size + 128 * subs.size)  # NEED_NORMALS: a fresh start and 64 blocks at least
+            c.ensure(132 * subs.size)  # NEED_NORMALS: a fresh start (4 a subchannel) and 64 blocks (128)
             if block - first > MAX_TRANSFER_BLOCKS:
                 raise TransferError(f"client {client}: {bits:g} bits not delivered within {MAX_TRANSFER_BLOCKS} "
                                     f"fading blocks (is every power zero?)")
